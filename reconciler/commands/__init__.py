@@ -1,0 +1,1 @@
+"""One module per ``image-factory`` subcommand (discovered by ``reconciler.cli``)."""
