@@ -200,14 +200,20 @@ class ProviderSpec(Strict):
     buildkitController: bool = False
     description: str = ""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _method_fits_type(cls, data: object) -> object:
+        # Checked first, so a GKE provider written with EKS auth gets this one clear error
+        # instead of "unknown field" for every GKE setting.
+        if isinstance(data, dict) and isinstance(data.get("auth"), dict):
+            kind, method = data.get("type"), data["auth"].get("method")
+            allowed = AUTH_METHODS_BY_TYPE.get(kind) if isinstance(kind, str) else None
+            if allowed and isinstance(method, str) and method not in allowed:
+                raise at("auth.method", f"'{method}' is not available for type {kind}; use one of {', '.join(allowed)}")
+        return data
+
     @model_validator(mode="after")
     def _auth_fits_type(self) -> "ProviderSpec":
-        allowed = AUTH_METHODS_BY_TYPE[self.type]
-        if self.auth.method not in allowed:
-            raise at(
-                "auth.method",
-                f"'{self.auth.method}' is not available for type {self.type}; use one of {', '.join(allowed)}",
-            )
         required, optional = CREDENTIALS_BY_METHOD[self.auth.method]
         missing = [f for f in required if f not in self.credentials]
         if missing:

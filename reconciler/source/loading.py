@@ -131,6 +131,8 @@ class Loader:
         by_kind: dict[str, dict[str, Entity]] = {"FactoryConfig": {}, "Provider": {}, "Pool": {}, "BuildRequest": {}}
         files: dict[str, str] = {}
         invalid: set[str] = set()
+        # Names of objects whose file failed: references to them are not "dangling".
+        broken: dict[str, set[str]] = {"Provider": set(), "Pool": set(), "BuildRequest": set()}
         for entry in entries:
             files[entry.path] = entry.blob
             kind, team, misplaced = expected_kind(entry.path)
@@ -148,6 +150,8 @@ class Loader:
                     problems.append(Problem(entry.path, p.line, p.field, p.message))
                 if checked.model is None or result.problems:
                     invalid.add(entry.path)
+                    if checked.name and checked.kind in broken:
+                        broken[checked.kind].add(checked.name)
                     continue
                 entity = Entity(checked.kind, checked.name, entry.path, checked.line, entry.blob, checked.model,
                                 checked.lines, team)
@@ -162,7 +166,7 @@ class Loader:
         factory = factories[0] if factories else None
         if not any(p.split("/")[0] in ("factory.yaml", "factory.yml") for p in files):
             problems.append(Problem("factory.yaml", 1, "", "missing: the repository needs a factory.yaml with roles and members"))
-        problems.extend(check_references(factory, by_kind["Provider"], by_kind["Pool"], by_kind["BuildRequest"]))
+        problems.extend(check_references(factory, by_kind["Provider"], by_kind["Pool"], by_kind["BuildRequest"], broken))
         problems.sort(key=lambda p: (p.path, p.line, p.field, p.message))
         return Snapshot(revision, factory, by_kind["Provider"], by_kind["Pool"], by_kind["BuildRequest"], tuple(problems),
                         files, frozenset(invalid))

@@ -183,7 +183,8 @@ class _Composer:
             self._compose()
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
-            line = mark.line + 1 if mark else 1
+            last_line = self.text.count("\n") + (0 if self.text.endswith("\n") else 1)
+            line = min(mark.line + 1, max(last_line, 1)) if mark else 1
             what = exc.problem or exc.context or "invalid YAML"
             if exc.context and exc.problem:
                 what = f"{exc.context}, {exc.problem}"
@@ -206,17 +207,32 @@ class _Composer:
         doc_line = 1
         index = 0
         root: list = []
-        for event in yaml.parse(self.text, Loader=yaml.CSafeLoader):
+        parser = yaml.CSafeLoader(self.text)
+        get_event = parser.get_event
+        stream_end = yaml.StreamEndEvent
+        try:
+            events = iter(get_event, None)
+            self._loop(events, stream_end, stack, anchors, lines, nodes, doc_line, index, root)
+        finally:
+            parser.dispose()
+
+    def _loop(self, events, stream_end, stack, anchors, lines, nodes, doc_line, index, root) -> None:
+        scalar_event, alias_event = yaml.ScalarEvent, yaml.AliasEvent
+        mapping_start, sequence_start = yaml.MappingStartEvent, yaml.SequenceStartEvent
+        mapping_end, sequence_end = yaml.MappingEndEvent, yaml.SequenceEndEvent
+        for event in events:
             cls = type(event)
-            if cls is yaml.ScalarEvent:
+            if cls is stream_end:
+                return
+            if cls is scalar_event:
                 line = event.start_mark.line + 1
                 value, weight = self._scalar(event, stack, line), 1
-            elif cls is yaml.AliasEvent:
+            elif cls is alias_event:
                 line = event.start_mark.line + 1
                 if event.anchor not in anchors:
                     self._abort(line, format_path(stack[-1].path) if stack else "", f"unknown alias *{event.anchor}")
                 value, weight = anchors[event.anchor]
-            elif cls is yaml.MappingStartEvent or cls is yaml.SequenceStartEvent:
+            elif cls is mapping_start or cls is sequence_start:
                 line = event.start_mark.line + 1
                 if len(stack) >= MAX_DEPTH:
                     self._abort(line, "", f"nesting is deeper than {MAX_DEPTH} levels")
@@ -224,9 +240,9 @@ class _Composer:
                 path = self._child_path(stack, line, lines) if stack else ()
                 if not stack:
                     lines[()] = line
-                stack.append(_Frame({} if cls is yaml.MappingStartEvent else [], path, event.anchor, line))
+                stack.append(_Frame({} if cls is mapping_start else [], path, event.anchor, line))
                 continue
-            elif cls is yaml.MappingEndEvent or cls is yaml.SequenceEndEvent:
+            elif cls is mapping_end or cls is sequence_end:
                 frame = stack.pop()
                 if frame.merges:
                     for merged in frame.merges:
@@ -255,7 +271,7 @@ class _Composer:
             else:  # stream start/end
                 continue
             # a scalar or alias value
-            if cls is yaml.ScalarEvent and event.anchor:
+            if cls is scalar_event and event.anchor:
                 anchors[event.anchor] = (value, 1)
             if not stack:
                 lines[()] = line

@@ -63,7 +63,7 @@ def translate(exc: ValidationError, doc: Document) -> list[ParseProblem]:
     out: list[ParseProblem] = []
     seen = set()
     for err in exc.errors(include_url=False):
-        loc = _clean_loc(err["loc"])
+        loc = _clean_loc(err["loc"], doc.data)
         message = err["msg"]
         if isinstance(message, str) and message.startswith("Value error, "):
             message = message[len("Value error, "):]
@@ -79,14 +79,33 @@ def translate(exc: ValidationError, doc: Document) -> list[ParseProblem]:
     return out
 
 
-def _clean_loc(loc: tuple) -> tuple:
-    # Drop pydantic's union-member tags (e.g. 'kubeconfig' in auth.kubeconfig.context)
-    # and function-validator markers so the path is the user's path.
+def _clean_loc(loc: tuple, data: Any) -> tuple:
+    """Pydantic's location -> the user's path.
+
+    Drops what pydantic inserts that is not in the file: union-member tags (``aws-iam`` in
+    ``spec.auth.aws-iam.roleArn``) and validator markers. A part is kept when it is a key
+    or index present in the data at that point.
+    """
     out = []
+    current = data
     for part in loc:
-        if isinstance(part, str) and ("[" in part or part.startswith("function-")):
+        if isinstance(current, dict):
+            if part in current:
+                out.append(part)
+                current = current[part]
+                continue
+            if isinstance(part, str) and (part in current.values() or "[" in part or part.startswith("function-")):
+                continue  # a discriminator tag or a marker
+            out.append(part)  # a missing or unknown key: still the user's path
+            current = None
+        elif isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
+            out.append(part)
+            current = current[part]
+        elif isinstance(part, str) and ("[" in part or part.startswith("function-")):
             continue
-        out.append(part)
+        else:
+            out.append(part)
+            current = None
     return tuple(out)
 
 
@@ -134,7 +153,21 @@ def _friendly(err: dict, message: str, loc: tuple) -> str:
             return f"expected {want}, got {value}"
         if kind == "bool_type" and isinstance(value, str) and not secret:
             return f"expected true or false, got the text '{_short(value)}'"
+        if isinstance(value, str) and not secret:
+            return f"expected {want}, got the text '{_short(value)}'"
         return f"expected {want}, got {got}"
+    ctx = err.get("ctx", {})
+    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than") and not secret:
+        bound = {"greater_than_equal": "at least", "greater_than": "more than", "less_than_equal": "at most",
+                 "less_than": "less than"}[kind]
+        limit = ctx.get({"greater_than_equal": "ge", "greater_than": "gt", "less_than_equal": "le", "less_than": "lt"}[kind])
+        return f"must be {bound} {limit}, got {value}"
+    if kind in ("too_short", "too_long") and not secret:
+        what = "at least" if kind == "too_short" else "at most"
+        n = ctx.get("min_length" if kind == "too_short" else "max_length")
+        return f"needs {what} {n} item{'s' * (n != 1)}, got {ctx.get('actual_length', len(value) if hasattr(value, '__len__') else '?')}"
+    if kind in ("string_too_long", "string_too_short") and not secret:
+        return message.replace("String should", "must")
     if kind == "string_pattern_mismatch" and not secret:
         return f"'{_short(str(value))}' does not match the pattern {err.get('ctx', {}).get('pattern', '')}"
     if secret:

@@ -8,10 +8,16 @@ from ..problems import Problem
 from ..source.yamldocs import line_of
 
 
-def check_references(factory: Any, providers: dict, pools: dict, builds: dict) -> list[Problem]:
-    return list(_factory(factory)) + list(_providers(factory, providers)) + list(_pools(factory, providers, pools)) + list(
-        _builds(factory, providers, pools, builds)
-    )
+def check_references(factory: Any, providers: dict, pools: dict, builds: dict,
+                     broken: dict[str, set[str]] | None = None) -> list[Problem]:
+    """Dangling names, as problems. Names in ``broken`` (objects whose own file failed to
+    validate) count as existing, so one bad file gives one error, not a cascade."""
+    broken = broken or {}
+    providers_known = set(providers) | broken.get("Provider", set())
+    pools_known = set(pools) | broken.get("Pool", set())
+    return (list(_factory(factory)) + list(_providers(factory, providers))
+            + list(_pools(factory, providers, pools, providers_known))
+            + list(_builds(factory, providers, pools, builds, providers_known, pools_known)))
 
 
 def _at(entity: Any, path: tuple, message: str) -> Problem:
@@ -58,13 +64,14 @@ def _providers(factory: Any, providers: dict) -> Iterator[Problem]:
                 yield _at(provider, ("spec", "tenants", i), f"team '{tenant}' is not defined in factory.yaml spec.teams")
 
 
-def _pools(factory: Any, providers: dict, pools: dict) -> Iterator[Problem]:
+def _pools(factory: Any, providers: dict, pools: dict, providers_known: set[str]) -> Iterator[Problem]:
     teams = _teams(factory)
     for pool in pools.values():
         spec = pool.spec
         provider = providers.get(spec.provider)
         if provider is None:
-            yield _at(pool, ("spec", "provider"), f"provider '{spec.provider}' does not exist{_known(providers)}")
+            if spec.provider not in providers_known:
+                yield _at(pool, ("spec", "provider"), f"provider '{spec.provider}' does not exist{_known(providers)}")
             continue
         node_pools = {np.name: np for np in provider.spec.nodePools}
         if spec.nodePool not in node_pools:
@@ -76,7 +83,8 @@ def _pools(factory: Any, providers: dict, pools: dict) -> Iterator[Problem]:
                     yield _at(pool, ("spec", "teams", i), f"team '{team}' is not defined in factory.yaml spec.teams")
 
 
-def _builds(factory: Any, providers: dict, pools: dict, builds: dict) -> Iterator[Problem]:
+def _builds(factory: Any, providers: dict, pools: dict, builds: dict, providers_known: set[str],
+            pools_known: set[str]) -> Iterator[Problem]:
     teams = _teams(factory)
     for build in builds.values():
         if teams is not None and build.team not in teams:
@@ -86,14 +94,15 @@ def _builds(factory: Any, providers: dict, pools: dict, builds: dict) -> Iterato
         if placement is None:
             continue
         if placement.provider not in providers:
-            yield _at(build, ("spec", "placement", "provider"),
-                      f"provider '{placement.provider}' does not exist{_known(providers)}")
+            if placement.provider not in providers_known:
+                yield _at(build, ("spec", "placement", "provider"),
+                          f"provider '{placement.provider}' does not exist{_known(providers)}")
             continue
         if placement.pool is not None:
             pool = pools.get(placement.pool)
-            if pool is None:
+            if pool is None and placement.pool not in pools_known:
                 yield _at(build, ("spec", "placement", "pool"), f"pool '{placement.pool}' does not exist{_known(pools)}")
-            elif pool.spec.provider != placement.provider:
+            elif pool is not None and pool.spec.provider != placement.provider:
                 yield _at(build, ("spec", "placement", "pool"),
                           f"pool '{placement.pool}' is on provider {pool.spec.provider}, not {placement.provider}")
 
