@@ -80,6 +80,7 @@ def generate(root: Path, builds: int, providers: int = 50, pools: int = 200, see
         _write(root, f"builds/{team}/b{k:05d}.yaml", build_yaml(f"b{k:05d}", rng.choice(METHODS), rng))
     env = {**os.environ, "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@example.com",
            "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@example.com"}
-    for cmd in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "generated"]):
+    # Packed, as a clone the reconciler fetches would be.
+    for cmd in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "generated"], ["gc", "-q"]):
         subprocess.run(["git", "-C", str(root), *cmd], check=True, env=env)
     return root

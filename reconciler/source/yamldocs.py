@@ -220,11 +220,41 @@ class _Composer:
         scalar_event, alias_event = yaml.ScalarEvent, yaml.AliasEvent
         mapping_start, sequence_start = yaml.MappingStartEvent, yaml.SequenceStartEvent
         mapping_end, sequence_end = yaml.MappingEndEvent, yaml.SequenceEndEvent
+        always_text, no_key = _ALWAYS_TEXT_START, _NO_KEY
         for event in events:
             cls = type(event)
             if cls is stream_end:
                 return
             if cls is scalar_event:
+                # Fast path for the common case: untagged, unanchored text that cannot be
+                # anything but text (quoted, or plain starting with a letter that no other
+                # type starts with), going into a mapping or list.
+                if stack and not event.tag and not event.anchor:
+                    text = event.value
+                    if event.style or (text and text[0] in always_text):
+                        frame = stack[-1]
+                        container = frame.container
+                        if type(container) is list:
+                            lines[frame.path + (len(container),)] = event.start_mark.line + 1
+                            container.append(text)
+                            frame.weight += 1
+                            nodes += 1
+                            continue
+                        key = frame.key
+                        if key is no_key:
+                            if text not in container and text != "<<":
+                                frame.key = text
+                                frame.key_line = event.start_mark.line + 1
+                                frame.weight += 1
+                                nodes += 1
+                                continue
+                        elif key != "<<" and key not in container:
+                            lines[frame.path + (key,)] = frame.key_line
+                            container[key] = text
+                            frame.key = no_key
+                            frame.weight += 1
+                            nodes += 1
+                            continue
                 line = event.start_mark.line + 1
                 value, weight = self._scalar(event, stack, line), 1
             elif cls is alias_event:
