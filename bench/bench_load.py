@@ -31,7 +31,9 @@ def ruamel_load_all(repo: Path) -> int:
     return count
 
 
-def run(builds: int = 10_000, runs: int = 3) -> dict:
+def run(quick: bool = False, builds: int | None = None, runs: int | None = None) -> dict:
+    builds = builds or (1_000 if quick else 10_000)
+    runs = runs or (1 if quick else 3)
     with tempfile.TemporaryDirectory() as tmp:
         repo = generate(Path(tmp) / "repo", builds)
         cold = median_time(lambda: Loader().load_revision(str(repo), "HEAD"), runs)
@@ -43,7 +45,7 @@ def run(builds: int = 10_000, runs: int = 3) -> dict:
         dloader = Loader()
         dloader.load_directory(str(repo))
         warm_dir = median_time(lambda: dloader.load_directory(str(repo)), runs * 3)
-        ruamel = median_time(lambda: ruamel_load_all(repo), 1)
+        ruamel = median_time(lambda: ruamel_load_all(repo), 1 if quick else 3)
         start = time.perf_counter()
         subprocess.run([sys.executable, "-m", "reconciler", "--help"], capture_output=True, check=True)
         help_s = time.perf_counter() - start
@@ -65,4 +67,4 @@ if __name__ == "__main__":
     parser.add_argument("--builds", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    print(json.dumps(run(args.builds, args.runs), indent=2))
+    print(json.dumps(run(builds=args.builds, runs=args.runs), indent=2))
