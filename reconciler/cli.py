@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except FactoryError as exc:
-        print(f"image-factory {args.command}: error: {exc}", file=sys.stderr)
+        print(f"image-factory {args.command}: error: {_redact(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -73,9 +73,16 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - last line of defence: one line, no traceback
         if os.environ.get("IMAGE_FACTORY_DEBUG") == "1":
             raise
-        print(f"image-factory {args.command}: internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        print(f"image-factory {args.command}: internal error: {type(exc).__name__}: {_redact(first)}"
               " (set IMAGE_FACTORY_DEBUG=1 for a traceback)", file=sys.stderr)
         return 2
+
+
+def _redact(text: str) -> str:
+    """Mask credentials opened in this process (only if sealing was ever loaded)."""
+    sealing = sys.modules.get("reconciler.sealing")
+    return sealing.redact(text) if sealing is not None else text
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ def init_repo(path: Path, message: str = "initial") -> str:
 def cli(*args: str, cwd: Path | None = None, input: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run ``image-factory`` as a user would (a subprocess), returning the completed process."""
     proc = subprocess.run([sys.executable, "-m", "reconciler", *args], capture_output=True, text=True,
-                          cwd=cwd or ROOT, input=input, env={**os.environ, **(env or {})}, timeout=300)
+                          cwd=cwd or ROOT, input=input, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
     assert "Traceback" not in proc.stderr, proc.stderr
     return proc
