@@ -1,0 +1,69 @@
+"""Knobs of the cluster layer, and the labels that mark what the reconciler manages.
+
+Every setting has a safe default; ``ClusterSettings`` is immutable, use ``replace()`` to derive.
+
+Documented behaviours that a setting changes:
+
+- ``force_conflicts`` (default False): when another field manager owns a field we apply, the
+  apply is *reported* as a conflict (fields and managers named) and nothing is taken over.
+  Set it to True, or give ``apply_objects(..., force=True)``, to apply with ``force=true`` and
+  take those fields over.
+- ``no_ready_nodes`` (default "Degraded"): the health state of a cluster whose API answers but
+  that has no Ready node. Degraded, not Unhealthy, because build clusters often scale node
+  pools from zero (a pending build pod is what makes the autoscaler add a node), so applying
+  still makes sense; selection then prefers a Healthy cluster. Set "Unhealthy" where no
+  autoscaler runs, so builds are never sent to a cluster that cannot start them.
+- ``finished_retention`` (default 24 h): finished PipelineRuns and Jobs of removed builds are
+  kept this long after they finish, then pruned.
+- ``prune_namespaces`` (default False): a Namespace is never pruned, since deleting it deletes
+  everything in it, including objects without our labels.
+- ``qps``/``burst``: a token bucket per connection (client-go's model); 0 disables it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Literal
+
+FIELD_MANAGER = "image-factory"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY_VALUE = "image-factory"
+BUILD_LABEL = "imagefactory.dev/build"
+POOL_LABEL = "imagefactory.dev/pool"
+REVISION_ANNOTATION = "imagefactory.dev/revision"
+# sha256 of the object as last applied (without volatile annotations): lets a pass see that a
+# field was removed from the desired object, which a "desired is contained in live" check cannot.
+APPLIED_HASH_ANNOTATION = "imagefactory.dev/applied-hash"
+MANAGED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"
+# Annotations whose change alone is not worth a write (re-stamped with the next real change),
+# the same rule as reconciler.planning.
+VOLATILE_ANNOTATIONS = (REVISION_ANNOTATION,)
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    # requests
+    connect_timeout: float = 5.0
+    request_timeout: float = 30.0
+    retries: int = 4  # extra attempts for transient failures (so 5 attempts in all)
+    backoff_base: float = 0.25
+    backoff_max: float = 10.0
+    qps: float = 200.0
+    burst: int = 400
+    concurrency: int = 8  # requests in flight per provider
+    # connections
+    idle_expiry: float = 300.0  # a pooled connection unused this long is closed
+    exec_timeout: float = 60.0  # an exec credential plugin taking longer is killed
+    # apply
+    force_conflicts: bool = False
+    # prune
+    finished_retention: float = 24 * 3600.0
+    prune_namespaces: bool = False
+    # health
+    no_ready_nodes: Literal["Degraded", "Unhealthy"] = "Degraded"
+
+    def replace(self, **changes: object) -> "ClusterSettings":
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+DEFAULT_SETTINGS = ClusterSettings()
