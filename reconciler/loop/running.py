@@ -97,8 +97,8 @@ class Loop:
         return self
 
     def request_stop(self, reason: str = "stop requested") -> None:
+        """Stop taking triggers and ask the running pass to stop at its next safe point."""
         if self._stop.is_set():
-            self._force.set()
             return
         self.stop_reason = reason
         log.info(f"stopping: {reason}; no new triggers")
@@ -141,8 +141,15 @@ class Loop:
         previous = {}
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.getsignal(sig)
-            signal.signal(sig, lambda signum, frame: self.request_stop(f"received {signal.Signals(signum).name}"))
+            signal.signal(sig, self._on_signal)
         return previous
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self._stop.is_set():
+            log.warning("second signal: not waiting for the running pass any longer")
+            self._force.set()
+        else:
+            self.request_stop(f"received {signal.Signals(signum).name}")
 
     # -- leadership ---------------------------------------------------------------------------
 

@@ -198,7 +198,7 @@ class HttpServer:
 
     def start(self) -> HttpServer:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.2},
+            self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
                                             name="http-server", daemon=True)
             self._thread.start()
         return self
