@@ -1,0 +1,134 @@
+"""The result of selection: a ``Decision`` (what becomes ``status.selection``) and its parts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterator, Literal, Sequence
+
+State = Literal["Admitted", "Queued", "Rejected"]
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who asked for the build, as far as selection cares: an identity and its permissions."""
+
+    identity: str | None = None
+    permissions: frozenset[str] = frozenset()
+    # How the identity was found, for people reading explain ("last commit author of the file").
+    source: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.identity or "the requester"
+
+    def holds(self, permission: str) -> bool:
+        return permission in self.permissions
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of the path through the decision tree: the question and what it answered."""
+
+    rule: str
+    outcome: str
+
+    def to_dict(self) -> dict:
+        return {"rule": self.rule, "outcome": self.outcome}
+
+
+@dataclass(frozen=True)
+class Alternative:
+    provider: str
+    pool: str
+    reason: str
+    score: float | None = None  # set when the pool fits and lost on the order; None when excluded
+    rule: str | None = None  # the rule that excluded it (None when it fits)
+
+    def to_dict(self) -> dict:
+        """The ``status.selection.alternatives[]`` shape."""
+        return {"provider": self.provider, "pool": self.pool, "reason": self.reason, "score": self.score}
+
+
+class Alternatives(Sequence[Alternative]):
+    """A tuple of Alternatives built on first use.
+
+    Selecting 10,000 builds over 200 pools would otherwise spend most of its time writing
+    two million "why not this pool" sentences that nobody reads; they are written when
+    ``status``, ``explain`` or a test looks at them, and then kept.
+    """
+
+    __slots__ = ("_make", "_items")
+
+    def __init__(self, items: Sequence[Alternative] | Callable[[], Sequence[Alternative]] = ()) -> None:
+        if callable(items):
+            self._make, self._items = items, None
+        else:
+            self._make, self._items = None, tuple(items)
+
+    def _all(self) -> tuple[Alternative, ...]:
+        if self._items is None:
+            self._items = tuple(self._make())
+            self._make = None
+        return self._items
+
+    def __getitem__(self, index):  # type: ignore[override]
+        return self._all()[index]
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+    def __iter__(self) -> Iterator[Alternative]:
+        return iter(self._all())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (Alternatives, tuple, list)):
+            return self._all() == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._all())
+
+    def __repr__(self) -> str:
+        return f"Alternatives({list(self._all())!r})" if self._items is not None else "Alternatives(<not built yet>)"
+
+
+@dataclass(frozen=True)
+class Decision:
+    state: State
+    infrastructure: Literal["kubernetes", "build_nodes"] | None
+    provider: str | None
+    pool: str | None
+    reason: str
+    confidence: float
+    alternatives: Alternatives
+    path: tuple[Step, ...]
+    score: float | None = None  # the chosen pool's score (see selection.scoring)
+
+    @property
+    def admitted(self) -> bool:
+        return self.state == "Admitted"
+
+    def to_status(self) -> dict:
+        """The ``status.selection`` block (reconciler.models.status.Selection)."""
+        return {
+            "infrastructure": self.infrastructure,
+            "provider": self.provider,
+            "pool": self.pool,
+            "reason": self.reason,
+            "confidence": self.confidence,
+            "alternatives": [a.to_dict() for a in self.alternatives],
+        }
+
+    def to_dict(self) -> dict:
+        """Everything, for ``explain --output json`` and scripts."""
+        return {
+            "state": self.state,
+            "infrastructure": self.infrastructure,
+            "provider": self.provider,
+            "pool": self.pool,
+            "reason": self.reason,
+            "confidence": self.confidence,
+            "score": self.score,
+            "alternatives": [dict(a.to_dict(), rule=a.rule) for a in self.alternatives],
+            "path": [s.to_dict() for s in self.path],
+        }
