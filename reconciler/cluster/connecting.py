@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from ..errors import FactoryError
+from ..logging import add_redactor, remove_redactor
 from .errors import ClusterError, ConnectFailed
 from .exec_plugins import ExecRunner, ExecToken, azure_with_secret, cloud_plugin
 from .kubeconfigs import KubeconfigTarget, load_kubeconfig
@@ -83,6 +84,15 @@ class Connection:
 
     def __post_init__(self) -> None:
         self.discovery = Discovery(self.transport)
+        # Defence in depth: any log line that would carry this connection's secrets is masked.
+        add_redactor(self._redact)
+
+    def _redact(self, text: str) -> str:
+        for secret in self.transport.secrets():
+            value = (secret.decode(errors="replace") if isinstance(secret, bytes) else secret).strip()
+            if len(value) >= 6 and value in text:
+                text = text.replace(value, "[REDACTED]")
+        return text
 
     @property
     def server(self) -> str:
@@ -110,6 +120,7 @@ class Connection:
         return self.expires_at is not None and (now or time.time()) >= self.expires_at - 60
 
     def close(self) -> None:
+        remove_redactor(self._redact)
         self.transport.close()
 
     def __repr__(self) -> str:

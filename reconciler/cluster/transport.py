@@ -30,10 +30,14 @@ from typing import Any, Callable, Iterator, Mapping, Protocol
 from urllib.parse import urlencode, urlsplit
 
 import urllib3
-from urllib3.exceptions import HTTPError as Urllib3Error, MaxRetryError, SSLError, TimeoutError as Urllib3Timeout
+from urllib3.exceptions import HTTPError as Urllib3Error, MaxRetryError, NewConnectionError, SSLError
+from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
+from ..logging import fields, get_logger
 from .errors import ClusterError, ClusterUnavailable, ConnectFailed, error_for_status, scrub
 from .settings import ClusterSettings
+
+log = get_logger("cluster")
 
 
 _WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -240,7 +244,7 @@ class Transport:
                 self._count(method, path, None, write)
                 last = self._connection_error(exc, what)
                 if isinstance(last, ClusterUnavailable) and attempt < attempts:
-                    self._backoff(attempt, None)
+                    self._backoff(attempt, None, last)
                     continue
                 raise last from None
             self._count(method, path, raw.status, write)
@@ -254,7 +258,7 @@ class Transport:
                 attempt -= 1  # a refreshed credential gets a fresh try
                 continue
             if isinstance(last, ClusterUnavailable) and attempt < attempts:
-                self._backoff(attempt, retry_after)
+                self._backoff(attempt, retry_after, last)
                 continue
             if isinstance(last, ClusterUnavailable) and attempts > 1:
                 last.args = (f"{last.args[0]} (after {attempts} attempts)",)
@@ -290,13 +294,14 @@ class Transport:
         for listener in self.listeners:
             listener(method, path, status, write)
 
-    def _backoff(self, attempt: int, retry_after: float | None) -> None:
+    def _backoff(self, attempt: int, retry_after: float | None, error: ClusterError) -> None:
         base = self.settings.backoff_base * (2 ** (attempt - 1))
         delay = min(self.settings.backoff_max, base) * (0.5 + random.random() / 2)
         if retry_after is not None:
             delay = max(delay, min(retry_after, self.settings.backoff_max))
         with self._stats_lock:
             self.stats["retries"] += 1
+        log.info("retrying in %.2fs: %s", delay, error, extra=fields(provider=self.provider))
         self._sleep(delay)
 
     def _connection_error(self, exc: BaseException, what: str) -> ClusterError:
@@ -304,7 +309,8 @@ class Transport:
         if isinstance(reason, SSLError) or isinstance(reason, ssl.SSLError):
             detail = scrub(str(reason), self.secrets(), 200)
             return ConnectFailed(f"{what}: TLS failed ({detail})", provider=self.provider)
-        if isinstance(reason, Urllib3Timeout) or isinstance(reason, TimeoutError):
+        # (NewConnectionError derives from ConnectTimeoutError in urllib3: test it first)
+        if isinstance(reason, (Urllib3Timeout, TimeoutError)) and not isinstance(reason, NewConnectionError):
             return ClusterUnavailable(f"{what}: timed out", provider=self.provider, reason="Timeout")
         detail = _short_reason(reason)
         return ClusterUnavailable(f"{what}: API server unreachable ({detail})", provider=self.provider,
