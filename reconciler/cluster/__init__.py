@@ -23,7 +23,7 @@ from .errors import (ClusterError, ClusterRejected, ClusterUnavailable, Conflict
                      Forbidden, Invalid, NotFound, Unauthorized, scrub)
 from .health import ClusterHealth, NodePoolHealth, check_all, check_health
 from .objects import ObjectKey, RunState, build_of, is_managed, key_of, run_state
-from .observing import MANAGED_KINDS, Observed, get_object, kinds_for, list_objects, observe
+from .observing import MANAGED_KINDS, Observed, get_object, kinds_for, list_objects, namespaces_of, observe
 from .pooling import ConnectionPool
 from .pruning import PruneReport, PruneResult, plan_prune, prune_objects
 from .settings import (APPLIED_HASH_ANNOTATION, BUILD_LABEL, DEFAULT_SETTINGS, FIELD_MANAGER, MANAGED_BY_LABEL,
@@ -38,6 +38,6 @@ __all__ = [
     "FieldConflict", "Forbidden", "Invalid", "NodePoolHealth", "NotFound", "ObjectDiff", "ObjectKey", "ObjectResult",
     "Observed", "PruneReport", "PruneResult", "RunState", "SyncReport", "Target", "Unauthorized", "Verdict",
     "apply_objects", "build_of", "check_all", "check_health", "compare", "connect", "diff_objects", "file_credentials",
-    "get_object", "is_managed", "key_of", "kinds_for", "list_objects", "no_credentials", "observe", "plan_prune",
+    "get_object", "is_managed", "key_of", "kinds_for", "list_objects", "namespaces_of", "no_credentials", "observe", "plan_prune",
     "prune_objects", "run_state", "scrub", "sealed_credentials", "sync", "sync_all", "unified_diff",
 ]

@@ -61,13 +61,13 @@ class DiffReport:
 
 def diff_objects(conn: Connection, desired: Iterable[dict[str, Any]], observed: Observed | None = None, *,
                  prune: bool = True, source_ok: bool = True, allow_empty: bool = False,
-                 now: float | None = None) -> DiffReport:
+                 now: float | None = None, namespaces: Iterable[str] | None = None) -> DiffReport:
     """What a pass would change on this cluster, as a diff per object (see module doc)."""
     desired = list(desired)
     before = dict(conn.stats)
     report = DiffReport(conn.provider)
     if observed is None:
-        observed = observe(conn, kinds_for(desired))
+        observed = observe(conn, kinds_for(desired), namespaces=namespaces)
     dry = apply_objects(conn, desired, observed, dry_run=True)
     for result, obj in zip(dry.results, desired):
         live = observed.get(result.key)

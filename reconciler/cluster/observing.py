@@ -31,6 +31,8 @@ MANAGED_KINDS: tuple[Kind, ...] = (
     ("v1", "PersistentVolumeClaim"),
     ("v1", "Service"),
     ("apps/v1", "Deployment"),
+    ("autoscaling/v1", "HorizontalPodAutoscaler"),
+    ("networking.k8s.io/v1", "NetworkPolicy"),
     ("batch/v1", "Job"),
     ("tekton.dev/v1", "PipelineRun"),
     ("tekton.dev/v1", "Pipeline"),
@@ -51,6 +53,15 @@ class Observed:
     listed: set[Kind] = field(default_factory=set)  # kinds listed completely (incl. not served)
     absent: set[Kind] = field(default_factory=set)  # kinds the cluster does not serve
     errors: dict[Kind, ClusterError] = field(default_factory=dict)
+    scope: frozenset[str] | None = None  # the namespaces observed; None: the whole cluster
+
+    def in_scope(self, key: ObjectKey) -> bool:
+        """May prune consider this object? (Within the observed namespaces, if scoped.)"""
+        if self.scope is None:
+            return True
+        if key.namespace:
+            return key.namespace in self.scope
+        return (key.group, key.kind) == ("", "Namespace") and key.name in self.scope
 
     @property
     def complete(self) -> bool:
@@ -88,14 +99,31 @@ def kinds_for(desired: Iterable[dict[str, Any]], extra: Iterable[Kind] = MANAGED
 
 
 def observe(conn: Connection, kinds: Iterable[Kind] = MANAGED_KINDS, *, selector: str = MANAGED_SELECTOR,
-            namespace: str | None = None) -> Observed:
-    """List the managed objects of each kind (concurrently, bounded by ``settings.concurrency``)."""
-    result = Observed(conn.provider)
+            namespaces: Iterable[str] | None = None) -> Observed:
+    """List the managed objects of each kind (concurrently, bounded by ``settings.concurrency``).
+
+    ``namespaces`` scopes the pass: namespaced kinds are listed in each of them (one LIST per
+    kind and namespace) and, of cluster-scoped objects, only those Namespaces are candidates
+    for pruning. For a reconciler whose RBAC covers only some namespaces, or clusters shared
+    with others. None (the default): the whole cluster, one LIST per kind.
+    """
+    scope = frozenset(namespaces) if namespaces is not None else None
+    result = Observed(conn.provider, scope=scope)
     kinds = list(dict.fromkeys(kinds))
 
     def one(kind: Kind) -> tuple[Kind, list[dict[str, Any]] | None, ClusterError | None]:
         try:
-            return kind, list_objects(conn, kind[0], kind[1], selector=selector, namespace=namespace), None
+            if scope is None:
+                return kind, list_objects(conn, kind[0], kind[1], selector=selector), None
+            rt = conn.resource(*kind)
+            if rt is None:
+                return kind, None, None
+            if not rt.namespaced:
+                return kind, list_objects(conn, kind[0], kind[1], selector=selector) or [], None
+            items: list[dict[str, Any]] = []
+            for ns in sorted(scope):
+                items.extend(list_objects(conn, kind[0], kind[1], selector=selector, namespace=ns) or [])
+            return kind, items, None
         except ClusterError as exc:
             return kind, None, exc
 
@@ -112,6 +140,18 @@ def observe(conn: Connection, kinds: Iterable[Kind] = MANAGED_KINDS, *, selector
             for obj in items:
                 result.objects[key_of(obj)] = obj
     return result
+
+
+def namespaces_of(desired: Iterable[dict[str, Any]]) -> list[str]:
+    """The namespaces a desired set lives in (its objects' namespaces and its Namespaces)."""
+    out: set[str] = set()
+    for obj in desired:
+        meta = obj.get("metadata") or {}
+        if meta.get("namespace"):
+            out.add(str(meta["namespace"]))
+        elif obj.get("kind") == "Namespace" and str(obj.get("apiVersion")) == "v1" and meta.get("name"):
+            out.add(str(meta["name"]))
+    return sorted(out)
 
 
 def list_objects(conn: Connection, api_version: str, kind: str, *, selector: str | None = MANAGED_SELECTOR,

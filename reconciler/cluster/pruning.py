@@ -89,7 +89,8 @@ def plan_prune(desired: Iterable[dict[str, Any]], observed: Observed, *, retenti
     """What pruning would do, without doing it (``prune_objects`` carries it out)."""
     now = time.time() if now is None else now
     wanted = {key_of(o) for o in desired}
-    candidates = [o for k, o in sorted(observed.objects.items()) if k not in wanted and is_managed(o) and build_of(o)]
+    candidates = [o for k, o in sorted(observed.objects.items())
+                  if k not in wanted and observed.in_scope(k) and is_managed(o) and build_of(o)]
     steps: list[_Step] = []
     busy_builds: set[str] = set()
     others: list[dict[str, Any]] = []

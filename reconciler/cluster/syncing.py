@@ -31,6 +31,7 @@ class Target:
     spec: Any  # the Provider's spec
     desired: Sequence[dict[str, Any]]
     credentials: Credentials | None = None
+    namespaces: Sequence[str] | None = None  # scope (see observe); None: the whole cluster
     # False when the repository (or this provider's part of it) failed to load: prune nothing
     source_ok: bool = True
     allow_empty: bool = False
@@ -62,13 +63,16 @@ class SyncReport:
 
 
 def sync(conn: Connection, desired: Iterable[dict[str, Any]], *, source_ok: bool = True, allow_empty: bool = False,
-         prune: bool = True, force: bool | None = None, now: float | None = None) -> SyncReport:
-    """Observe, apply what differs, prune what is no longer desired, on one cluster."""
+         prune: bool = True, force: bool | None = None, now: float | None = None,
+         namespaces: Iterable[str] | None = None) -> SyncReport:
+    """Observe, apply what differs, prune what is no longer desired, on one cluster.
+
+    ``namespaces``: scope the pass to these namespaces (see ``observe``); default the cluster."""
     desired = list(desired)
     report = SyncReport(conn.provider)
     before = dict(conn.stats)
     try:
-        observed = observe(conn, kinds_for(desired))
+        observed = observe(conn, kinds_for(desired), namespaces=namespaces)
         report.observed = observed
         if observed.errors and not observed.listed:
             first = next(iter(observed.errors.values()))
@@ -93,7 +97,7 @@ def sync_all(pool: ConnectionPool, targets: Iterable[Target], *, workers: int = 
         try:
             conn = pool.get(target.provider, target.spec, target.credentials)
             return sync(conn, target.desired, source_ok=target.source_ok, allow_empty=target.allow_empty,
-                        prune=prune, force=force, now=now)
+                        prune=prune, force=force, now=now, namespaces=target.namespaces)
         except ClusterError as exc:
             return SyncReport(target.provider, error=str(exc), transient=exc.transient)
         except Exception as exc:  # a bug must not stop the other providers either
