@@ -33,7 +33,7 @@ from gitdb import LooseObjectDB
 from gitdb.base import IStream
 
 from ..errors import SourceError
-from .remote import EMPTY_TREE, ChangedFile, CommitRecord, Mirror, PushOutcome, check_branch_name, ls_tree
+from .remote import EMPTY_TREE, REMOTE, ChangedFile, CommitRecord, Mirror, PushOutcome, check_branch_name, ls_tree
 from .trees import ROOTS, FileEntry, blob_id, is_relevant, read_blobs
 
 TRAILER = "Source-Revision"
@@ -186,10 +186,6 @@ def _write_tree(mirror: Mirror, base_tree: str, index_info: list[str]) -> str:
         return mirror.run("write-tree", env=env).stdout.decode().strip()
 
 
-def _tree_of(mirror: Mirror, commit: str) -> str:
-    return mirror.run("rev-parse", f"{commit}^{{tree}}").stdout.decode().strip()
-
-
 def _check_path(path: str) -> None:
     parts = path.split("/")
     if (not path or path.startswith("/") or "\\" in path or "\0" in path
@@ -209,12 +205,17 @@ def prepare_base(mirror: Mirror, branch: str, source_revision: str, *, merge_sou
     follows the source branch by merging: the tip's tree with every file the source changed
     since they last met taken from the source, and both as parents. A branch that does not
     exist yet starts at the source revision."""
-    tip = mirror.tip(branch)
-    source = mirror.resolve(source_revision)
-    if tip is None:
-        return WriteBase(mirror, branch, None, source, (source,), _tree_of(mirror, source))
+    tip_ref = f"refs/remotes/{REMOTE}/{branch}"
+    found = mirror.resolve_many([f"{tip_ref}^{{commit}}", f"{tip_ref}^{{tree}}", f"{source_revision}^{{commit}}",
+                                 f"{source_revision}^{{tree}}"])
+    tip, tip_tree = found[f"{tip_ref}^{{commit}}"], found[f"{tip_ref}^{{tree}}"]
+    source, source_tree = found[f"{source_revision}^{{commit}}"], found[f"{source_revision}^{{tree}}"]
+    if source is None or source_tree is None:
+        raise SourceError(f"source revision {source_revision[:60]} is not in the mirror; fetch first")
+    if tip is None or tip_tree is None:
+        return WriteBase(mirror, branch, None, source, (source,), source_tree)
     if not merge_source or mirror.is_ancestor(source, tip):
-        return WriteBase(mirror, branch, tip, source, (tip,), _tree_of(mirror, tip))
+        return WriteBase(mirror, branch, tip, source, (tip,), tip_tree)
     base = mirror.run("merge-base", tip, source, check=False).stdout.decode().strip()
     changes = mirror.changed_files(base or None, source)
     listing = ls_tree(mirror, source, [c.path for c in changes if c.status != "D"])
@@ -226,7 +227,7 @@ def prepare_base(mirror: Mirror, branch: str, source_revision: str, *, merge_sou
             mode, blob = listing[change.path]
             lines.append(f"{mode} {blob}\t{change.path}")
     with mirror.locked():
-        tree = _write_tree(mirror, _tree_of(mirror, tip), lines)
+        tree = _write_tree(mirror, tip_tree, lines)
     return WriteBase(mirror, branch, tip, source, (tip, source), tree)
 
 

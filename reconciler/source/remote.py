@@ -297,6 +297,20 @@ class Mirror:
         proc = self.run("rev-parse", "--verify", "--quiet", f"refs/remotes/{REMOTE}/{branch}^{{commit}}", check=False)
         return proc.stdout.decode().strip() or None
 
+    def resolve_many(self, names: list[str]) -> dict[str, str | None]:
+        """Object ids of many revision expressions (``main^{tree}``...) in one process; None
+        for what does not resolve."""
+        for name in names:
+            if "\n" in name or name.startswith("-"):
+                raise SourceError(f"not a revision: {name[:60]!r}")
+        raw = self.run("cat-file", "--batch-check=%(objectname) %(objecttype)",
+                       input=("\n".join(names) + "\n").encode()).stdout.decode()
+        out: dict[str, str | None] = {}
+        for name, line in zip(names, raw.splitlines()):
+            parts = line.split()
+            out[name] = parts[0] if len(parts) == 2 and parts[1] != "missing" and line.endswith(("commit", "tree", "blob", "tag")) else None
+        return out
+
     def resolve(self, rev: str) -> str:
         proc = self.run("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}", check=False)
         sha = proc.stdout.decode().strip()
