@@ -255,6 +255,8 @@ def _apply_one(conn: Connection, obj: dict[str, Any], rt: ResourceType, verdict:
     except ClusterError as exc:
         return _result(obj, key, "failed", str(exc), exc)
     live = response.json() or {}
+    if not dry_run:
+        conn.note_write(rt, live)
     created = response.status == 201 or (verdict is not None and verdict.action == "create")
     action: Action = "created" if created else "updated"
     why = "" if verdict is None else verdict.why

@@ -94,14 +94,14 @@ def compare(desired: dict[str, Any], live: dict[str, Any] | None, manager: str =
     if live is None:
         return Verdict("create", "not on the cluster")
     annotations = (live.get("metadata") or {}).get("annotations") or {}
+    if annotations.get(APPLIED_HASH_ANNOTATION) != applied_hash(desired):
+        why = "the desired object changed" if APPLIED_HASH_ANNOTATION in annotations else \
+            "not applied by the reconciler before (no applied-hash)"
+        return Verdict("update", why)
     want = _without_annotations(desired, VOLATILE_ANNOTATIONS + (APPLIED_HASH_ANNOTATION,))
     changes = field_changes(want, live, owned_fields(live, manager))
     missing = tuple(p for p, c in changes if c == "missing")
     drift = tuple(p for p, c in changes if c == "differs")
-    if annotations.get(APPLIED_HASH_ANNOTATION) != applied_hash(desired):
-        why = "the desired object changed" if APPLIED_HASH_ANNOTATION in annotations else \
-            "not applied by the reconciler before (no applied-hash)"
-        return Verdict("update", why, missing, drift)
     if drift:
         return Verdict("update", "changed on the cluster by someone else: " + ", ".join(drift[:5]), missing, drift)
     return Verdict("unchanged", "", missing, drift)

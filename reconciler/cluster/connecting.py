@@ -25,6 +25,7 @@ CAs or the caller supplies one).
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
@@ -84,6 +85,8 @@ class Connection:
 
     def __post_init__(self) -> None:
         self.discovery = Discovery(self.transport)
+        self._written: dict[str, str] = {}
+        self._rv_lock = threading.Lock()
         # Defence in depth: any log line that would carry this connection's secrets is masked.
         add_redactor(self._redact)
 
@@ -108,6 +111,22 @@ class Connection:
 
     def get_json(self, path: str, **kwargs: Any) -> Any:
         return self.request("GET", path, **kwargs).json()
+
+    def note_write(self, rt: ResourceType, obj: Any) -> None:
+        """Remember the resourceVersion a write returned, per resource type, so that LISTs from
+        the watch cache wait until the cache has caught up with our own writes."""
+        rv = str(((obj or {}).get("metadata") or {}).get("resourceVersion") or "")
+        if not rv:
+            return
+        key = f"{rt.group}/{rt.plural}"
+        with self._rv_lock:
+            seen = self._written.get(key)
+            if seen is None or not (seen.isdigit() and rv.isdigit()) or int(rv) > int(seen):
+                self._written[key] = rv
+
+    def written_version(self, rt: ResourceType) -> str | None:
+        with self._rv_lock:
+            return self._written.get(f"{rt.group}/{rt.plural}")
 
     def resource(self, api_version: str, kind: str) -> ResourceType | None:
         self.last_used = self.clock()

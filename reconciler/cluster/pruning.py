@@ -177,13 +177,15 @@ def _carry_out(conn: Connection, step: _Step) -> PruneResult:
             patch: dict[str, Any] = {"spec": {"status": "Cancelled"}}
             if meta.get("uid"):
                 patch["metadata"] = {"uid": meta["uid"]}  # a precondition: 409 if it was re-created
-            conn.request("PATCH", path, query={"fieldManager": FIELD_MANAGER}, body=patch,
-                         content_type="application/merge-patch+json", what=f"cancel {rt.plural}/{key.name}")
+            response = conn.request("PATCH", path, query={"fieldManager": FIELD_MANAGER}, body=patch,
+                                    content_type="application/merge-patch+json", what=f"cancel {rt.plural}/{key.name}")
+            conn.note_write(rt, response.json())
             return result("cancelled", step.reason)
         body: dict[str, Any] = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"}
         if meta.get("uid"):
             body["preconditions"] = {"uid": meta["uid"]}
-        conn.request("DELETE", path, body=body, what=f"delete {rt.plural}/{key.name}")
+        response = conn.request("DELETE", path, body=body, what=f"delete {rt.plural}/{key.name}")
+        conn.note_write(rt, response.json())
         return result("deleted", step.reason)
     except NotFound:
         return result("deleted", f"{step.reason}; it was already gone")
