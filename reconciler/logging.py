@@ -33,6 +33,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import IO, Any
 
 ROOT = "image-factory"
+#: logger trees that :func:`setup` formats: ours, and modules that use ``logging.getLogger(__name__)``
+ROOTS = (ROOT, "reconciler")
 #: fields every formatter prints first, in this order, when a record carries them
 KNOWN_FIELDS: tuple[str, ...] = ("build", "provider", "pool", "revision", "trigger", "pass")
 Redactor = Callable[[str], str]
@@ -140,7 +142,7 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         ts = datetime.datetime.fromtimestamp(record.created, datetime.timezone.utc)
-        name = record.name.removeprefix(ROOT).lstrip(".") or ROOT
+        name = record.name.removeprefix(ROOT).lstrip(".") or ROOT if record.name.startswith(ROOT) else record.name
         line = f"{ts.strftime('%Y-%m-%dT%H:%M:%S')}.{int(record.msecs):03d}Z {record.levelname:<5} {name}: {record.getMessage()}"
         extra = _record_fields(record)
         if extra:
@@ -185,13 +187,26 @@ def setup(fmt: str = "text", level: str | int = "info", stream: IO[str] | None =
     add_redactor(redact_url_credentials)
     for redactor in redactors:
         add_redactor(redactor)
-    root = logging.getLogger(ROOT)
-    if _handler is not None:
-        root.removeHandler(_handler)
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
-    root.addHandler(handler)
-    root.setLevel(level.upper() if isinstance(level, str) else level)
-    root.propagate = False
+    for name in ROOTS:
+        tree = logging.getLogger(name)
+        if _handler is not None:
+            tree.removeHandler(_handler)
+        tree.addHandler(handler)
+        tree.setLevel(level.upper() if isinstance(level, str) else level)
+        tree.propagate = False
     _handler = handler
-    return root
+    return logging.getLogger(ROOT)
+
+
+def reset() -> None:
+    """Undo :func:`setup`: remove its handler, let records propagate again (tests, embedding)."""
+    global _handler
+    for name in ROOTS:
+        tree = logging.getLogger(name)
+        if _handler is not None:
+            tree.removeHandler(_handler)
+        tree.setLevel(logging.NOTSET)
+        tree.propagate = True
+    _handler = None

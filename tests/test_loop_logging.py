@@ -15,9 +15,7 @@ from reconciler import logging as flog
 def stream():
     out = io.StringIO()
     yield out
-    root = logging.getLogger(flog.ROOT)
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
+    flog.reset()
 
 
 def test_json_lines_carry_build_provider_revision_and_context(stream):
@@ -80,3 +78,18 @@ def test_short_values_are_not_used_as_redaction_patterns():
 def test_bad_format_is_refused():
     with pytest.raises(ValueError):
         flog.setup(fmt="xml")
+
+
+def test_modules_logging_by_module_name_get_the_same_format_and_redaction(stream):
+    flog.setup(fmt="json", stream=stream, redactors=[flog.redact_values("hunter2-password")])
+    logging.getLogger("reconciler.cluster.syncing").warning("sync failed with hunter2-password")
+    record = json.loads(stream.getvalue())
+    assert record["logger"] == "reconciler.cluster.syncing" and record["level"] == "warning"
+    assert "hunter2" not in record["msg"]
+
+
+def test_reset_restores_propagation(stream):
+    flog.setup(stream=stream)
+    flog.reset()
+    for name in flog.ROOTS:
+        assert logging.getLogger(name).propagate and not logging.getLogger(name).handlers
