@@ -114,3 +114,33 @@ def test_parse_listen():
         except ValueError:
             continue
         raise AssertionError(bad)
+
+
+def test_connections_over_the_cap_get_503_and_the_server_recovers():
+    import socket
+
+    srv = HttpServer(("127.0.0.1", 0), metrics=Metrics(), max_connections=2, request_timeout=5).start()
+    idle = []
+    try:
+        for _ in range(2):  # two idle connections hold both slots
+            s = socket.create_connection(("127.0.0.1", srv.port))
+            idle.append(s)
+        time.sleep(0.2)
+        extra = socket.create_connection(("127.0.0.1", srv.port))
+        extra.settimeout(5)
+        assert extra.recv(100).startswith(b"HTTP/1.1 503")
+        extra.close()
+        for s in idle:
+            s.close()
+        assert wait_for(lambda: _status(srv) == 200, 5)
+    finally:
+        for s in idle:
+            s.close()
+        srv.stop()
+
+
+def _status(srv):
+    try:
+        return get(srv, "/healthz")[0]
+    except OSError:
+        return None

@@ -11,7 +11,8 @@ slow scrape never delays a webhook. Routes:
   secret is configured: an unauthenticated trigger endpoint is never served.
 
 Requests without ``Content-Length`` get 411, bodies over the limit 413 (read no further),
-idle connections are dropped after ``request_timeout`` seconds.
+idle connections are dropped after ``request_timeout`` seconds, and at most
+``max_connections`` are served at once (503 beyond).
 """
 
 from __future__ import annotations
@@ -52,6 +53,29 @@ class _Server(ThreadingHTTPServer):
             self.address_family = socket.AF_INET6
         super().__init__(address, handler)
         self.app = app
+        self._slots = threading.BoundedSemaphore(app.max_connections)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        # One thread per connection, but never more than max_connections: a flood of idle or
+        # slow connections must not exhaust threads. Over the cap: 503 and close, no thread.
+        if not self._slots.acquire(blocking=False):
+            try:
+                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -172,8 +196,10 @@ class HttpServer:
     def __init__(self, address: tuple[str, int], *, metrics: Metrics,
                  alive: Callable[[], bool] = lambda: True,
                  ready: Callable[[], tuple[bool, dict[str, Any]]] = lambda: (True, {}),
-                 webhooks: WebhookReceiver | None = None, request_timeout: float = 10.0) -> None:
+                 webhooks: WebhookReceiver | None = None, request_timeout: float = 10.0,
+                 max_connections: int = 64) -> None:
         self.metrics = metrics
+        self.max_connections = max_connections
         self.alive = alive
         self.ready = ready
         self.webhooks = webhooks
