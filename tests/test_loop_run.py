@@ -251,3 +251,11 @@ def test_bad_arguments_exit_2(processes, tmp_path):
     assert p.proc.wait(30) == 2
     p._reader.join(5)
     assert "--watch-local needs --repo to be a local directory" in p.log
+    p = start(processes, tmp_path, *BASE, "--leader-elect", env={"KUBECONFIG": str(tmp_path / "none")})
+    assert p.proc.wait(30) == 2
+    p._reader.join(5)
+    assert "--leader-elect: no usable cluster configuration" in p.log
+    p = start(processes, tmp_path, *BASE, "--leader-elect", "--lease-duration", "5s", "--renew-deadline", "5s")
+    assert p.proc.wait(30) == 2
+    p._reader.join(5)
+    assert "lease duration must be greater than the renew deadline" in p.log
