@@ -630,3 +630,20 @@ def test_dry_run_diff_shows_only_changes_masks_secrets_and_writes_nothing(contro
     assert _get(control_plane, f"/apis/tekton.dev/v1/namespaces/{ns}/pipelineruns/web.a-0")["spec"]["params"][0]["value"] \
         == "registry.example.com/web/app:1"
     assert get_object(conn, "tekton.dev/v1", "PipelineRun", "web.c-0", ns) is None
+
+
+def test_sealed_credentials_opened_by_the_keyring(control_plane, pool):
+    from reconciler import sealing
+    from reconciler.cluster import sealed_credentials
+
+    key = sealing.generate_private_key()
+    keyring = sealing.Keyring([key])
+    credentials = {"token": sealing.seal(key.public_key(), "vks-sealed", "token", control_plane.token),
+                   "caCert": sealing.seal(key.public_key(), "vks-sealed", "caCert", _ca(control_plane))}
+    provider = spec(type="vks", endpoint=control_plane.server, auth={"method": "api-token"}, credentials=credentials)
+    conn = pool.get("vks-sealed", provider, sealed_credentials(keyring, "vks-sealed", provider))
+    assert conn.version()["gitVersion"] == "v1.20.2"
+    # sealed for another provider: refused, naming the field, never a value
+    with pytest.raises(ConnectFailed, match="credentials.token could not be opened") as err:
+        connect("other", provider, sealed_credentials(keyring, "other", provider), FAST)
+    assert control_plane.token not in str(err.value) and credentials["token"] not in str(err.value)

@@ -24,6 +24,7 @@ CAs or the caller supplies one).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -262,9 +263,7 @@ def _from_kubeconfig(provider: str, method: str, target: KubeconfigTarget, setti
         env = dict(target.exec.env)
         if sealed is None and path:
             env.setdefault("KUBECONFIG", os.path.abspath(os.path.expanduser(path)))
-        config = target.exec.__class__(target.exec.command, target.exec.args, tuple(env.items()),
-                                       target.exec.api_version, target.exec.install_hint,
-                                       target.exec.provide_cluster_info, target.exec.working_dir)
+        config = dataclasses.replace(target.exec, env=tuple(env.items()))
         runner = ExecRunner(config, timeout=settings.exec_timeout, kubeconfig=sealed, cluster_info=target.cluster_info)
         return _exec_connection(provider, method, settings, target.server, target.ca_pem, runner, secrets,
                                 insecure=target.insecure, tls_server_name=target.tls_server_name)

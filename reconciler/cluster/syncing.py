@@ -50,8 +50,10 @@ class SyncReport:
 
     @property
     def ok(self) -> bool:
-        return self.error is None and (self.applied is None or self.applied.ok) and \
-            (self.pruned is None or self.pruned.ok)
+        """Nothing failed: the provider was reached, every kind listed, every object applied
+        as desired and every prune step carried out."""
+        return self.error is None and not (self.observed and self.observed.errors) and \
+            (self.applied is None or self.applied.ok) and (self.pruned is None or self.pruned.ok)
 
     def runs(self) -> dict[ObjectKey, RunState]:
         return self.observed.runs() if self.observed else {}
