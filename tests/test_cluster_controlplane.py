@@ -70,15 +70,28 @@ def _get(cp, path):
 
 
 def _rendered_or_built(ns: str) -> list[dict]:
-    """A rendered examples-repo set when rendering is there (the largest cluster's objects), else
-    the same shapes built here."""
+    """A rendered examples-repo set when rendering is there (the largest cluster's objects, moved
+    into namespaces of this test's own, as the control plane is shared), else the same shapes
+    built here."""
     try:
         from reconciler.rendering.building import render_snapshot
         from reconciler.source.loading import Loader
     except ImportError:
         return [namespace(ns), *build_set(ns, "web.one", 2), *build_set(ns, "web.two", 2), job(ns, "kaniko-1", "web.three")]
     result = render_snapshot(Loader().load_directory(str(Path(__file__).parent.parent / "examples-repo")))
-    return list(max(result.clusters.values(), key=len))
+    suffix = ns.rsplit("-", 1)[-1]
+    moved = []
+    for obj in json.loads(json.dumps(max(result.clusters.values(), key=len))):
+        meta = obj["metadata"]
+        if meta.get("namespace"):
+            meta["namespace"] = f"{meta['namespace']}-{suffix}"
+        if obj["kind"] == "Namespace":
+            meta["name"] = f"{meta['name']}-{suffix}"
+        for subject in obj.get("subjects") or ():
+            if subject.get("namespace"):
+                subject["namespace"] = f"{subject['namespace']}-{suffix}"
+        moved.append(obj)
+    return moved
 
 
 # -- health -----------------------------------------------------------------------------------------
@@ -208,6 +221,8 @@ def test_apply_rendered_set_then_an_unchanged_pass_writes_nothing(control_plane,
     scope = namespaces_of(desired)
     assert len(lists) == len(p.seen) == sum(len(scope) if t.namespaced else 1 for t in types if t is not None)
     assert all(s.query.get("labelSelector") == ["app.kubernetes.io/managed-by=image-factory"] for s in lists)
+    for name in scope:
+        control_plane.request("DELETE", f"/api/v1/namespaces/{name}")
 
 
 def test_changing_one_build_writes_exactly_its_objects(control_plane, proxy, pool):
