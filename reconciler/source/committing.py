@@ -20,7 +20,6 @@ nor holds it to the authorization rules.
 
 from __future__ import annotations
 
-import io
 import os
 import random
 import re
@@ -28,9 +27,6 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
-
-from gitdb import LooseObjectDB
-from gitdb.base import IStream
 
 from ..errors import SourceError
 from .remote import EMPTY_TREE, REMOTE, ChangedFile, CommitRecord, Mirror, PushOutcome, check_branch_name, ls_tree
@@ -150,11 +146,9 @@ def create_commit(mirror: Mirror, parents: Iterable[str], base_tree: str, edits:
         changed = {p: data for p, data in sorted(edits.items()) if p not in current or current[p][1] != blob_id(data)}
         if not changed:
             return None
-        store = LooseObjectDB(os.path.join(mirror.workdir, "objects"))
+        shas = write_blobs(mirror, list(changed.values()))
         lines = []
-        for path, data in changed.items():
-            sha = store.store(IStream(b"blob", len(data), io.BytesIO(data))).hexsha
-            sha = sha.decode() if isinstance(sha, bytes) else sha
+        for (path, data), sha in zip(changed.items(), shas):
             mode = current[path][0] if path in current else "100644"
             lines.append(f"{mode} {sha}\t{path}")
         tree = _write_tree(mirror, base_tree, lines)
@@ -174,6 +168,22 @@ def create_commit(mirror: Mirror, parents: Iterable[str], base_tree: str, edits:
             config = [("gpg.format", "ssh"), ("user.signingkey", os.path.abspath(signing_key))]
         proc = mirror.run(*args, "-F", "-", input=text.encode(), env=env, config=config)
         return proc.stdout.decode().strip(), tuple(changed)
+
+
+def write_blobs(mirror: Mirror, datas: list[bytes]) -> list[str]:
+    """Store blobs in one ``git fast-import`` (one pack file, not a loose object and a
+    process per blob, which costs 100x more on a busy disk); returns their ids."""
+    if not datas:
+        return []
+    stream = [b"feature done\n"]
+    for data in datas:
+        stream.append(b"blob\ndata %d\n" % len(data))
+        stream.append(data)
+        stream.append(b"\n")
+    stream.append(b"done\n")
+    with mirror.locked():
+        mirror.run("fast-import", "--quiet", input=b"".join(stream))
+    return [blob_id(data) for data in datas]
 
 
 def _write_tree(mirror: Mirror, base_tree: str, index_info: list[str]) -> str:
