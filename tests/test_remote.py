@@ -392,3 +392,27 @@ def test_real_ssh_fetch_with_key_and_known_hosts(sshd, tmp_path):
     wrong_key = Mirror(url, str(tmp_path / "m3"), GitCredentials(ssh_key_file=str(d / "other"), known_hosts_file=str(d / "known_hosts")))
     with pytest.raises(RemoteAuthError):
         wrong_key.fetch()
+
+
+def test_repr_and_errors_never_show_a_token_in_the_url(tmp_path):
+    mirror = Mirror(f"https://bot:{TOKEN}@127.0.0.1:9/r.git", str(tmp_path / "m"), GitCredentials(), timeout=30)
+    assert TOKEN not in repr(mirror) and "***@127.0.0.1" in repr(mirror)
+    with pytest.raises(SourceUnavailable) as info:
+        mirror.fetch()
+    assert TOKEN not in str(info.value)
+    assert TOKEN not in (tmp_path / "m" / "config").read_text()
+
+
+def test_a_hung_remote_times_out(tmp_path):
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)  # accepts the connection, never answers
+    try:
+        mirror = Mirror(f"https://127.0.0.1:{server.getsockname()[1]}/r.git", str(tmp_path / "m"), GitCredentials(),
+                        timeout=2)
+        with pytest.raises(SourceUnavailable, match="timed out"):
+            mirror.fetch()
+    finally:
+        server.close()

@@ -24,6 +24,7 @@ import contextlib
 import fcntl
 import os
 import re
+import signal
 import subprocess
 import threading
 from dataclasses import dataclass, field
@@ -128,7 +129,7 @@ class PushOutcome:
 class Mirror:
     """The bare work directory that mirrors one remote; persists between passes."""
 
-    url: str
+    url: str = field(repr=False)  # may hold credentials: repr shows safe_url
     workdir: str
     credentials: GitCredentials = field(default_factory=GitCredentials.from_env)
     timeout: float = 300.0
@@ -141,6 +142,9 @@ class Mirror:
         self._thread_lock = threading.RLock()
         self._locked = 0
         self._repo: git.Repo | None = None
+
+    def __repr__(self) -> str:
+        return f"Mirror({self.safe_url!r}, {self.workdir!r})"
 
     # --- setup -------------------------------------------------------------------------
 
@@ -229,7 +233,9 @@ class Mirror:
         env = {k: v for k, v in os.environ.items() if k not in _GIT_LOCATION_VARS}
         env.update({"LC_ALL": "C", "LANGUAGE": "C"})
         settings = [("credential.helper", ""), ("safe.directory", self.workdir), ("core.hooksPath", "/dev/null"),
-                    ("push.followTags", "false"), *(config or [])]
+                    ("push.followTags", "false"),
+                    # Housekeeping runs inside our (flocked) command, never detached after it.
+                    ("gc.autoDetach", "false"), ("maintenance.autoDetach", "false"), *(config or [])]
         if network:
             env.update(git_env(self.remote, self.credentials, os.path.join(self.workdir, "image-factory"),
                                allow_http=self.allow_http_token))
@@ -247,14 +253,22 @@ class Mirror:
             config: list[tuple[str, str]] | None = None) -> subprocess.CompletedProcess:
         """Run ``git <args>`` in the mirror; raise a redacted, classified error on failure."""
         argv = ["git", "--git-dir", self.workdir, *args]
+        limit = timeout or self.timeout
+        # Own process group: a timeout kills git's helpers too (git-remote-https, ssh).
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.env(env, network, config),
+                                start_new_session=True)
         try:
-            proc = subprocess.run(argv, input=input, capture_output=True, env=self.env(env, network, config),
-                                  timeout=timeout or self.timeout, check=False, stdin=None if input is not None else subprocess.DEVNULL)
+            stdout, stderr = proc.communicate(input, timeout=limit)
         except subprocess.TimeoutExpired:
-            raise SourceUnavailable(f"git {args[0]} against {self.safe_url} timed out after {timeout or self.timeout:.0f}s") from None
-        if check and proc.returncode != 0:
-            raise self.error(args[0], proc.stderr, network)
-        return proc
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise SourceUnavailable(f"git {args[0]} against {self.safe_url} timed out after {limit:.0f}s") from None
+        result = subprocess.CompletedProcess(argv, proc.returncode, stdout, stderr)
+        if check and result.returncode != 0:
+            raise self.error(args[0], stderr, network)
+        return result
 
     def error(self, what: str, stderr: bytes, network: bool) -> SourceError:
         text = redact(stderr.decode("utf-8", "replace"), self._secrets)
