@@ -116,7 +116,10 @@ def test_cluster_role_is_least_privilege():
     role = one("ClusterRole", "image-factory")
     for rule in role["rules"]:
         assert "*" not in rule["verbs"] and "*" not in rule["resources"] and "*" not in rule["apiGroups"]
-        assert not {"escalate", "bind", "impersonate", "update", "deletecollection"} & set(rule["verbs"]), rule
+        assert not {"escalate", "impersonate", "update", "deletecollection"} & set(rule["verbs"]), rule
+        if "bind" in rule["verbs"]:  # only on named ClusterRoles, and nothing else in that rule
+            assert rule["verbs"] == ["bind"] and rule["resources"] == ["clusterroles"], rule
+            assert rule["resourceNames"] == ["system:openshift:scc:anyuid"], rule
         assert "pods/exec" not in rule["resources"]
         if "namespaces" in rule["resources"]:
             assert "delete" not in rule["verbs"]
@@ -248,6 +251,7 @@ def test_service_account_may_do_what_the_reconciler_does(control_plane, sa_token
     check("get", "apiextensions.k8s.io", "customresourcedefinitions")
     check("get", "", "pods", "team-web", subresource="log")
     # leader election in its own namespace
+    check("bind", "rbac.authorization.k8s.io", "clusterroles", name="system:openshift:scc:anyuid")  # OpenShift tenancy
     check("create", "coordination.k8s.io", "leases", NS)
     for verb in ("get", "update"):
         check(verb, "coordination.k8s.io", "leases", NS, name="image-factory")
@@ -260,7 +264,7 @@ def test_service_account_may_not_do_more(control_plane, sa_token):
         ("update", "rbac.authorization.k8s.io", "clusterroles", None),
         ("create", "rbac.authorization.k8s.io", "clusterrolebindings", None),
         ("escalate", "rbac.authorization.k8s.io", "roles", "team-web"),
-        ("bind", "rbac.authorization.k8s.io", "clusterroles", None),
+        ("bind", "rbac.authorization.k8s.io", "clusterroles", None),  # any but the anyuid SCC role
         ("impersonate", "", "users", None),
         ("watch", "", "secrets", None),
         ("deletecollection", "tekton.dev", "pipelineruns", "team-web"),
@@ -272,6 +276,7 @@ def test_service_account_may_not_do_more(control_plane, sa_token):
     allowed = [f for f in forbidden if can(control_plane, sa_token, f[0], f[1], f[2], f[3])]
     assert not allowed, f"the service account may: {allowed}"
     assert not can(control_plane, sa_token, "create", "", "pods", "team-web", subresource="exec")
+    assert not can(control_plane, sa_token, "bind", "rbac.authorization.k8s.io", "clusterroles", name="cluster-admin")
 
 
 def _apply_as(cp, token: str, path: str, obj: dict) -> tuple[int, dict]:
@@ -311,6 +316,18 @@ def test_service_account_applies_team_objects_and_rbac_within_escalation_rules(c
     status, body = _apply_as(control_plane, sa_token, f"/apis/rbac.authorization.k8s.io/v1/namespaces/{team}/roles/beyond",
                              beyond)
     assert status == 403 and "attempting to grant RBAC permissions not currently held" in body["message"], body
+    # Binding a ClusterRole: only the one the OpenShift tenancy needs, never cluster-admin.
+    for role, expected in (("system:openshift:scc:anyuid", 201), ("cluster-admin", 403)):
+        name = f"builder-{role.replace(':', '-')}"
+        status, body = _apply_as(control_plane, sa_token,
+                                 f"/apis/rbac.authorization.k8s.io/v1/namespaces/{team}/rolebindings/{name}",
+                                 {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                                  "metadata": {"name": name, "namespace": team, "labels": labels},
+                                  "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                              "name": role},
+                                  "subjects": [{"kind": "ServiceAccount", "name": "image-factory-builder",
+                                                "namespace": team}]})
+        assert status == expected, (role, body)
     # A PipelineRun: created by apply, then pruned.
     run = {"apiVersion": "tekton.dev/v1", "kind": "PipelineRun",
            "metadata": {"name": "web-frontend-1", "namespace": team, "labels": labels},
