@@ -3,17 +3,18 @@
 Pinned by tag so a change is a reviewed commit; mirror them for air-gapped clusters.
 
 **Kaniko.** GoogleContainerTools/kaniko was archived on 2025-06-03 and
-``gcr.io/kaniko-project/executor`` gets no more fixes. Of the forks, Chainguard's
-(``chainguard-dev/kaniko``, images at ``cgr.dev/chainguard/kaniko``) keeps dependencies patched
-but publishes source-only releases; its versioned images are for Chainguard customers, and
-the public registry serves only ``latest``, which cannot be pinned. The
-``osscontainertools/kaniko`` fork, maintained by Kubernetes community members, publishes
-versioned, cosign-signed multi-arch images (``ghcr.io/osscontainertools/kaniko``, mirrored as
-``martizih/kaniko``) on a fixed release cadence, fixes bugs as well as dependencies, and is
-what Renovate proposes as the replacement for the archived image. So: that one, pinned.
+``gcr.io/kaniko-project/executor`` gets no more fixes. Chainguard forked it
+(``chainguard-dev/kaniko``) to keep dependencies patched, but releases source only: its images
+(``cgr.dev/chainguard/kaniko``) are part of Chainguard's catalogue for its customers, not a
+public versioned image one can pin, and the fork has since been reported closed to outside
+contributions. The ``osscontainertools/kaniko`` fork, run by Kubernetes community members,
+publishes versioned, cosign-signed multi-arch images (``ghcr.io/osscontainertools/kaniko``,
+also ``martizih/kaniko``) on a fixed cadence (a patch release every two weeks, behaviour
+changes only behind feature flags), fixes bugs as well as dependencies, and is what projects
+such as Renovate and buildpacks/pack moved to. So: that one, pinned by version.
 """
 
-KANIKO = "ghcr.io/osscontainertools/kaniko:v1.27.6"
+KANIKO = "ghcr.io/osscontainertools/kaniko:v1.28.0"
 # The BuildKit release used both as the daemon (standalone pools, BuildKitPool workers) and as
 # the client (buildctl) in build Jobs; the rootless variant runs as uid 1000.
 BUILDKIT = "docker.io/moby/buildkit:v0.24.0-rootless"
