@@ -294,3 +294,30 @@ def test_only_status_changed():
     assert not only_status_changed(ODD, None)
     assert not only_status_changed(MULTI, apply_status(MULTI, None, 0) + b"---\nkind: X\n")
     assert not only_status_changed(ODD, b"key: [unclosed")
+
+
+EDGES = [
+    b"a: 1\n---\nb: 2\n",  # status goes into document 0, before the next document's marker
+    b"%YAML 1.2\n--- # c\na: 1\n...\n",  # directive, marker with a comment, explicit document end
+    b"a: |+\n  keep\n\n\n# footer\n",  # keep chomping: the blank lines are part of a's value
+    b"a: >+\n  x\n\nb: |-\n  y\n\n",
+    b"a:\n  - 1\n  # indented trailing comment\n\n# col0\n",  # the comment stays with a's block
+    b"  a: 1\n  b: 2\n",  # an indented root mapping
+    b"a: 'multi\n  line'\n",
+    b"a: 1\nstatus: {phase: Old}  # flow status\nb: 2\n",
+    b"a: 1\r\nstatus:\r\n  phase: Old\r\n\r\n\r\nb: 2",
+    b"a: &x {p: 1}\nb: *x\nc: !!str 3\n",
+]
+
+
+@pytest.mark.parametrize("src", EDGES)
+def test_edge_layouts_round_trip_and_keep_their_data(src):
+    out = apply_status(src, {"phase": "New", "startTime": "2026-11-23T10:00:00Z"})
+    parsed_before, parsed_after = parse(src), parse(out)
+    assert parsed_after.problems == ()
+    for a, b in zip(parsed_before.documents, parsed_after.documents):
+        assert {k: v for k, v in a.data.items() if k != "status"} == {k: v for k, v in b.data.items() if k != "status"}
+    assert parsed_after.documents[0].data["status"] == {"phase": "New", "startTime": "2026-11-23T10:00:00Z"}
+    if b"status" not in src:
+        assert apply_status(out, None) == src  # add then remove gives back the very same bytes
+    assert apply_status(out, {"phase": "New", "startTime": "2026-11-23T10:00:00Z"}) == out

@@ -78,6 +78,9 @@ def apply_status(original: bytes, status: Mapping | Any | None, doc_index: int =
         lines[first:last + 1] = [block]
     else:
         last = doc.last_line
+        # Indented comments right after the last value belong to it: add status below them.
+        while last + 1 < len(lines) and re.match(r"^[ \t]+#", lines[last + 1]):
+            last += 1
         if not _has_break(lines[last]):
             lines[last] = lines[last] + newline
             block = block[: -len(newline)]
@@ -261,22 +264,23 @@ def _scan_document(events: list, i: int, lines: list[str]) -> _Doc:
         # The value: one node, possibly nested; remember where its last content ends.
         depth = 0
         value_end = key.end_mark
+        keep = False  # the value ends in a block scalar with "+" chomping: its blank lines are content
         while True:
             ev = events[i]
             if isinstance(ev, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
                 depth += 1
                 if ev.flow_style:
-                    value_end = ev.end_mark
+                    value_end, keep = ev.end_mark, False
             elif isinstance(ev, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
                 depth -= 1
                 if _is_flow_end(ev, lines):
-                    value_end = ev.end_mark
+                    value_end, keep = ev.end_mark, False
             else:
-                value_end = ev.end_mark
+                value_end, keep = ev.end_mark, _keeps_trailing_lines(ev, lines)
             i += 1
             if depth == 0:
                 break
-        end_line = _end_line(value_end, key_line, lines)
+        end_line = _end_line(value_end, key_line, lines, keep)
         if is_status:
             if doc.status_span is not None:
                 raise StatusEditError(f"line {key_line + 1}: status is defined twice")
@@ -293,11 +297,19 @@ def _is_flow_end(ev, lines: list[str]) -> bool:
     return col > 0 and line < len(lines) and lines[line][col - 1: col] in ("]", "}")
 
 
-def _end_line(mark, key_line: int, lines: list[str]) -> int:
+def _keeps_trailing_lines(ev, lines: list[str]) -> bool:
+    if not isinstance(ev, yaml.ScalarEvent) or ev.style not in ("|", ">"):
+        return False
+    line = lines[ev.start_mark.line] if ev.start_mark.line < len(lines) else ""
+    header = re.match(r"[|>][0-9+-]*", line[ev.start_mark.column:])
+    return bool(header and "+" in header.group())
+
+
+def _end_line(mark, key_line: int, lines: list[str], keep: bool = False) -> int:
     line = mark.line if mark.column > 0 else mark.line - 1
     line = max(min(line, len(lines) - 1), key_line)
-    while line > key_line and not lines[line].strip():
-        line -= 1  # blank lines after a block scalar separate keys; they are not status
+    while not keep and line > key_line and not lines[line].strip():
+        line -= 1  # blank lines after a block scalar separate keys; they are not its content
     return line
 
 
@@ -387,12 +399,25 @@ def _newline_of(lines: list[str], near: int) -> str:
 
 
 def _verify(out: bytes, original: bytes, doc_index: int, status: dict) -> None:
-    """The edit must read back as written, and must not make a clean file unclean."""
+    """The edit must read back as written, change nothing else, and not make a clean
+    file unclean."""
     parsed = parse(out)
-    if parsed.problems and not parse(original).problems:
+    before = parse(original)
+    if parsed.problems and not before.problems:
         raise StatusEditError("the edited file does not load cleanly: "
                               + "; ".join(f"line {p.line}: {p.message}" for p in parsed.problems[:3]))
     if doc_index >= len(parsed.documents) or not isinstance(parsed.documents[doc_index].data, dict):
         raise StatusEditError("the edited file lost its document")
     if parsed.documents[doc_index].data.get(STATUS_KEY) != status:
         raise StatusEditError("the edited file does not read back the status that was written")
+    if not before.problems and len(before.documents) == len(parsed.documents):
+        for n, (a, b) in enumerate(zip(before.documents, parsed.documents)):
+            if n == doc_index:
+                a_data = {k: v for k, v in a.data.items() if k != STATUS_KEY} if isinstance(a.data, dict) else a.data
+                b_data = {k: v for k, v in b.data.items() if k != STATUS_KEY}
+            else:
+                a_data, b_data = a.data, b.data
+            if a_data != b_data:
+                raise StatusEditError(f"the edit would change document {n} outside its status; nothing was written")
+    elif not before.problems:
+        raise StatusEditError("the edit would change the number of documents; nothing was written")
