@@ -52,8 +52,7 @@ class RenderError(TerminalError):
 
 def model_of(value: Any) -> Any:
     """The pydantic model of a loader Entity, or ``value`` itself (a model, or None)."""
-    from ..source.loading import Entity
-    return value.model if isinstance(value, Entity) else value
+    return value.model if type(value).__name__ == "Entity" else value
 
 
 def labels(*, build: str = SHARED, pool: str = SHARED, team: str | None = None,

@@ -285,9 +285,10 @@ def _check_skeleton(node: Any, count: int, where: str) -> None:
 
 def compile_filler(skeleton: Any):
     """Turn a skeleton into a function ``values -> object``: generated Python that builds the
-    object in one expression (constants from a table, build values by index), then removes
-    the keys and items whose value is None. Only indices and constant-table references are
-    generated: no text of the template or of a value ever becomes code.
+    object in one expression (the template's constants as literals, build values by index),
+    then removes the keys and items whose value is None. Build values are never part of the
+    generated code (only their indices are), and the template's own text enters it only
+    through ``repr`` of strings, integers and booleans, which is always a plain literal.
 
     The values are used as given (not copied): callers pass fresh objects per build.
     """
@@ -295,6 +296,10 @@ def compile_filler(skeleton: Any):
     drops: list[tuple[tuple, int]] = []  # (path, slot) of whole-token positions
 
     def const(value: Any) -> str:
+        # Text, integers, booleans and None as Python literals (repr of these is always a
+        # plain literal), anything else from the table.
+        if value is None or type(value) in (str, int, bool):
+            return repr(value)
         consts.append(value)
         return f"c[{len(consts) - 1}]"
 
