@@ -16,6 +16,12 @@ same 500 PipelineRuns from nothing, then apply the very same set again (the unch
   pass on a brand-new connection (discovery included);
 - ``diff``: the reconciler's dry-run diff of the unchanged set against ``kubectl diff --server-side``.
 
+Figures seen here (2 cores shared with other work, median of 5 runs, 500 PipelineRuns):
+create 1.65 s vs kubectl 3.53 s (2.1x); unchanged 0.16 s vs 2.63 s (16x; 20 LISTs, 0 writes);
+unchanged on a new connection 0.14 s (18x); dry-run diff 0.11 s vs ``kubectl diff`` 4.44 s (41x).
+Creating is bound by the API server's CPU (server-side apply of a CRD with a large schema,
+~10 ms each here), so more than 8 requests in flight does not help on this machine.
+
 The reconciler's pass is scoped to its namespace (``namespaces=``) so that earlier runs' objects
 do not count; kubectl's discovery cache is warmed before timing. Requests are counted by the
 cluster layer's own counters.
