@@ -497,3 +497,44 @@ def test_pool_reuses_expires_idle_and_rebuilds_on_spec_change():
     assert pool.expire_idle() == ["p"] and made[1].closed and pool.names() == []
     pool.get("p", b)
     assert pool.connects == 3
+
+
+def test_client_key_touches_disk_only_in_a_private_dir_removed_at_once(monkeypatch):
+    import tempfile
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    import datetime
+
+    from reconciler.cluster import transport
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "t")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    pems = (cert.public_bytes(serialization.Encoding.PEM),
+            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    made = []
+    real = tempfile.mkdtemp
+
+    def recording(*args, **kwargs):
+        path = real(*args, **kwargs)
+        made.append((path, oct(os.stat(path).st_mode & 0o777)))
+        return path
+
+    monkeypatch.setattr(transport.tempfile, "mkdtemp", recording)
+    transport.ssl_context(ca_pem=None, client_cert=pems)
+    assert len(made) == 1 and made[0][1] == "0o700" and not os.path.exists(made[0][0])
+
+
+def test_a_scoped_pass_prunes_only_inside_its_namespaces():
+    ours = _live(pipeline_run("mine", "old", "web.old"))
+    elsewhere = _live(pipeline_run("theirs", "old", "web.old"))
+    other_ns = _live(namespace("theirs"))
+    observed = Observed("c1", {key_of(o): o for o in (ours, elsewhere, other_ns)}, scope=frozenset({"mine"}))
+    steps = plan_prune([namespace("mine")], observed, retention=0, now=NOW)
+    assert [str(key_of(s.obj)) for s in steps] == ["PipelineRun mine/old"]

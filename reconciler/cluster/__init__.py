@@ -10,6 +10,10 @@ Public API (everything else in this package is an implementation detail)::
     pruned = prune_objects(conn, desired, observed, source_ok=snapshot_loaded)
     diff = diff_objects(conn, desired)                       # server dry-run vs live, masked unified diffs
     sync(conn, desired) / sync_all(pool, [Target(...)])      # observe + apply + prune, providers isolated
+    observed.runs()                                          # {ObjectKey: RunState} of PipelineRuns/Jobs
+
+``observe``/``sync``/``diff_objects`` take ``namespaces=`` to limit a pass to some namespaces
+(a shared cluster, or RBAC that covers only those).
 
 Objects are plain dicts (what rendering makes). Errors: ``ClusterUnavailable`` (transient),
 ``ClusterRejected`` and subclasses, ``ConnectFailed`` (terminal); see ``errors``.
