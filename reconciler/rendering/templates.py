@@ -41,7 +41,10 @@ import yaml
 from .common import RenderError, digest
 from .quoting import yaml_quote
 
-DEFAULT_ROOT = Path(__file__).resolve().parent.parent.parent / "pipeline-templates"
+# The project's pipeline-templates/, or another folder of the same layout (an installation
+# whose package is not next to it, or an organisation's own templates).
+DEFAULT_ROOT = Path(os.environ.get("IMAGE_FACTORY_PIPELINE_TEMPLATES")
+                    or Path(__file__).resolve().parent.parent.parent / "pipeline-templates")
 _VERSION = re.compile(r"^[0-9]+\.[0-9]+\.[0-9]+$")
 _TOKEN_START, _TOKEN_END = "\ue000", "\ue001"
 _TOKEN = re.compile(f"{_TOKEN_START}([0-9]+){_TOKEN_END}")
