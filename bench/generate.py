@@ -81,6 +81,8 @@ def generate(root: Path, builds: int, providers: int = 50, pools: int = 200, see
     env = {**os.environ, "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@example.com",
            "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@example.com"}
     # Packed, as a clone the reconciler fetches would be.
-    for cmd in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "generated"], ["gc", "-q"]):
+    # gc.auto=0: a background auto-gc after the big commit would race the explicit gc.
+    for cmd in (["init", "-q", "-b", "main"], ["config", "gc.auto", "0"], ["add", "-A"],
+                ["commit", "-q", "-m", "generated"], ["gc", "-q"]):
         subprocess.run(["git", "-C", str(root), *cmd], check=True, env=env)
     return root

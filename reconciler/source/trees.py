@@ -150,7 +150,7 @@ def read_blobs(repo: str, blobs: list[str]) -> dict[str, bytes]:
         request.write(("\n".join(wanted) + "\n").encode())
         request.seek(0)
         proc = subprocess.Popen(["git", "-C", repo, "cat-file", "--batch"], stdin=request,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env())
         data = proc.stdout.read()
         err = proc.stderr.read()
         if proc.wait() != 0:
@@ -169,8 +169,17 @@ def read_blobs(repo: str, blobs: list[str]) -> dict[str, bytes]:
     return out
 
 
+# Variables that would point git at another repository (e.g. when run from a git hook).
+_REPO_ENV = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+             "GIT_COMMON_DIR", "GIT_NAMESPACE", "GIT_PREFIX")
+
+
+def clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in _REPO_ENV}
+
+
 def _git(repo: str, *args: str, what: str | None = None, binary: bool = False):
-    proc = subprocess.run(["git", "-C", repo, *args], capture_output=True, check=False)
+    proc = subprocess.run(["git", "-C", repo, *args], capture_output=True, check=False, env=clean_env())
     if proc.returncode != 0:
         err = proc.stderr.decode(errors="replace").strip().splitlines()
         detail = err[-1] if err else f"exit {proc.returncode}"

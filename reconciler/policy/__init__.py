@@ -1,0 +1,1 @@
+"""Roles, permissions, and who was allowed to change what."""
