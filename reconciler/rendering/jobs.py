@@ -35,10 +35,12 @@ dest=/workspace/src
 git init --quiet "$dest"
 cd "$dest"
 git remote add origin "$GIT_URL"
-if ! git fetch --quiet --depth 1 origin "$GIT_REVISION"; then
-  git fetch --quiet origin "$GIT_REVISION"
+if git fetch --quiet --depth 1 origin "$GIT_REVISION"; then
+  git checkout --quiet --detach FETCH_HEAD
+else
+  git fetch --quiet --tags origin '+refs/heads/*:refs/remotes/origin/*'
+  git checkout --quiet --detach "$GIT_REVISION"
 fi
-git checkout --quiet --detach FETCH_HEAD
 git submodule update --quiet --init --recursive --depth 1
 git rev-parse HEAD
 """
