@@ -1,6 +1,3 @@
-"""Shared pytest setup: the real control-plane fixture and repository helpers."""
+"""Shared pytest setup: the real Kubernetes control-plane fixture (tests/controlplane.py)."""
 
-from pathlib import Path
-
-# TODO(lead): unconditional once tests/controlplane.py has landed.
-pytest_plugins = ["tests.controlplane"] if (Path(__file__).parent / "controlplane.py").exists() else []
+pytest_plugins = ["tests.controlplane"]
