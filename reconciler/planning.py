@@ -23,7 +23,8 @@ BUILD_LABEL = "imagefactory.dev/build"
 POOL_LABEL = "imagefactory.dev/pool"
 REVISION_ANNOTATION = "imagefactory.dev/revision"
 
-Action = Literal["create", "update", "unchanged", "prune"]
+# cancel: a running PipelineRun of a removed build gets spec.status Cancelled, not deleted.
+Action = Literal["create", "update", "unchanged", "prune", "cancel"]
 _SERVER_METADATA = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "selfLink",
                     "deletionTimestamp", "deletionGracePeriodSeconds", "ownerReferences")
 _SERVER_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
@@ -77,6 +78,8 @@ class Plan:
     entries: tuple[PlanEntry, ...]
     # cluster -> reason, for clusters that could not be compared
     unreachable: dict[str, str] = field(default_factory=dict)
+    # objects that could not be compared (e.g. the server refused the dry run): (key, reason)
+    failed: tuple[tuple[ObjectKey, str], ...] = ()
 
     @property
     def changes(self) -> tuple[PlanEntry, ...]:
@@ -95,18 +98,24 @@ class Plan:
         else:
             parts = [f"{self.count('create')} to create", f"{self.count('update')} to change",
                      f"{self.count('prune')} to prune"]
+            if self.count("cancel"):
+                parts.append(f"{self.count('cancel')} to cancel")
             n = len(self.clusters())
             text = ", ".join(parts) + f" on {n} cluster{'s' * (n != 1)}"
         if self.unreachable:
             n = len(self.unreachable)
             text += f"; {n} cluster{'s' * (n != 1)} not compared (unreachable)"
+        if self.failed:
+            n = len(self.failed)
+            text += f"; {n} object{'s' * (n != 1)} could not be compared"
         return text
 
     def as_dict(self, with_diff: bool = True) -> dict:
         return {"summary": self.summary(),
-                "counts": {a: self.count(a) for a in ("create", "update", "unchanged", "prune")},
+                "counts": {a: self.count(a) for a in ("create", "update", "unchanged", "prune", "cancel")},
                 "entries": [e.as_dict(with_diff) for e in self.changes],
-                "unreachable": dict(sorted(self.unreachable.items()))}
+                "unreachable": dict(sorted(self.unreachable.items())),
+                "failed": [{"cluster": k.cluster, "object": str(k), "reason": r} for k, r in self.failed]}
 
 
 def is_managed(obj: dict) -> bool:

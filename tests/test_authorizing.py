@@ -96,3 +96,12 @@ def test_roles_come_from_the_parent_not_the_change_itself():
     # A commit that makes wendy an admin and edits a provider is judged with the old roles.
     assert _violations(_commit("wendy@acme.example", ("factory.yaml", "M"), ("providers/x.yaml", "M"))) == [
         ("factory.yaml", "infrastructure:configure"), ("providers/x.yaml", "infrastructure:configure")]
+
+
+def test_placement_needs_select():
+    placed = BUILD.replace(b"  method: docker\n", b"  method: docker\n  placement:\n    provider: gke-europe-west4\n")
+    read = _files(**{"c1:builds/web/frontend.yaml": placed, "p0:builds/web/frontend.yaml": BUILD})
+    assert _violations(_commit("wendy@acme.example", ("builds/web/frontend.yaml", "M")), read) == []
+    read = _files(**{"c1:builds/mobile/x.yaml": placed, "p0:builds/mobile/x.yaml": BUILD})
+    assert _violations(_commit("molly@acme.example", ("builds/mobile/x.yaml", "M")), read) == [
+        ("builds/mobile/x.yaml", "infrastructure:select")]

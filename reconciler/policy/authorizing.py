@@ -10,6 +10,8 @@ Rules, for every file a commit adds (A), modifies (M) or deletes (D):
 |                     | infrastructure:view; or infrastructure:manage (admins)             |
 | a build with force  | infrastructure:manage, whenever force is turned on (or stays on    |
 |                     | while the rest of the spec changes)                                |
+| placement, or       | infrastructure:select, when set or changed (seed: users choose     |
+| infrastructure set  | only among offered options; selection checks what is offered)      |
 
 Roles are read from factory.yaml *as it was before the commit* (its parent), so nobody can
 grant themselves a role in the same change that uses it. The actor is the commit's author
@@ -137,16 +139,30 @@ def _requirements(change: FileChange, commit: CommitInfo, read) -> list[tuple[st
     if top == "builds":
         team = _team_of(path) or "?"
         out = [("team", f"changed a build of team {team}, which needs membership of team {team} (or infrastructure:manage)")]
-        if status != "D" and _force_set(read, commit, path):
-            out.append(("infrastructure:manage", "set force: true (admin override), which needs infrastructure:manage"))
+        if status != "D":
+            before, after = _specs(read(commit.parent, path)) if commit.parent else {}, _specs(read(commit.sha, path))
+            if _force_set(before, after):
+                out.append(("infrastructure:manage", "set force: true (admin override), which needs infrastructure:manage"))
+            if _placement_set(before, after):
+                out.append(("infrastructure:select",
+                            "chose infrastructure or a placement, which needs infrastructure:select"))
         return out
     return []
 
 
-def _force_set(read, commit: CommitInfo, path: str) -> bool:
+def _placement_set(before: dict[str, dict], after: dict[str, dict]) -> bool:
+    """True when the commit sets or changes a placement or a non-auto infrastructure."""
+    for name, spec in after.items():
+        old = before.get(name, {})
+        for key in ("placement", "infrastructure"):
+            value = spec.get(key)
+            if value not in (None, "auto") and value != old.get(key):
+                return True
+    return False
+
+
+def _force_set(before: dict[str, dict], after: dict[str, dict]) -> bool:
     """True when the commit turns force on, or changes a spec that has force on."""
-    after = _specs(read(commit.sha, path))
-    before = _specs(read(commit.parent, path)) if commit.parent else {}
     for name, spec in after.items():
         if spec.get("force") is True:
             old = before.get(name)

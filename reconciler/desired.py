@@ -1,0 +1,50 @@
+"""From a loaded snapshot to the objects each cluster should hold: select, then render.
+
+One function so that ``render``, ``diff``, ``review`` and ``reconcile`` place every build the
+same way. Selection here trusts the repository: who was allowed to write a build's
+``placement`` or ``force`` is decided from Git history by ``reconciler.policy`` before this
+runs (``review`` reports violations; ``reconcile`` does not apply violating changes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+from .models import PERMISSIONS
+
+# The permissions selection sees: everything, because Git history was authorized upstream.
+TRUSTED = frozenset(PERMISSIONS)
+
+
+@dataclass(frozen=True)
+class Desired:
+    snapshot: Any
+    decisions: dict  # build name -> selection Decision
+    rendered: Any  # rendering.RenderResult (admitted builds only)
+
+    @property
+    def clusters(self) -> dict[str, tuple[dict, ...]]:
+        return self.rendered.clusters
+
+    def sources(self) -> dict[str, str]:
+        """Build and pool name -> the file it is defined in (for plans and reports)."""
+        out = {name: e.path for name, e in self.snapshot.pools.items()}
+        out.update({name: e.path for name, e in self.snapshot.builds.items()})
+        return out
+
+
+def compute_desired(snapshot: Any, *, health: Mapping | None = None, load: Mapping[str, int] | None = None,
+                    builds: Iterable[str] | None = None, renderer: Any = None,
+                    revision: str | None = None) -> Desired:
+    from .rendering import render_snapshot
+    from .selection import Actor, Catalog, select_all
+
+    catalog = Catalog.build(snapshot.providers, snapshot.pools, health=health, load=load, factory=snapshot.factory)
+    wanted = snapshot.builds if builds is None else {n: snapshot.builds[n] for n in builds if n in snapshot.builds}
+    actor = Actor("repository (authorized by Git history)", TRUSTED, "review")
+    decisions = select_all(wanted, catalog, actor=actor)
+    placements = {name: (d.provider, d.pool) for name, d in decisions.items() if d.admitted}
+    rendered = render_snapshot(snapshot, revision, placements=placements, builds=sorted(placements),
+                               renderer=renderer)
+    return Desired(snapshot, decisions, rendered)
