@@ -14,7 +14,7 @@ from .planning import Plan, PlanEntry
 MARKDOWN_LIMIT = 65_536  # GitHub's limit for a comment body
 _COLOR = {"+": "\033[32m", "-": "\033[31m", "@": "\033[36m"}
 _RESET = "\033[0m"
-_ICONS = {"create": "+", "update": "~", "prune": "-", "unchanged": "="}
+_ICONS = {"create": "+", "update": "~", "prune": "-", "cancel": "x", "unchanged": "="}
 
 
 def color_diff(text: str) -> str:
