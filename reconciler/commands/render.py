@@ -4,8 +4,9 @@ Renders every build (or the one named by --build) with its pipeline template, an
 BuildKit pool's infrastructure: team namespaces and RBAC, Tekton Pipelines and PipelineRuns,
 Kaniko or BuildKit Jobs, BuildKitPools or standalone buildkitd with mTLS Secrets.
 
-Placement: until selection is wired in here, a build goes to its spec.placement, else to the
-first pool (by name) that accepts its method and team and has its architectures.
+Placement comes from selection, as in a reconcile pass (see `image-factory explain`), with
+provider health not checked (Unknown). A build that selection queues or rejects is not
+rendered; it is reported on stderr.
 
 Secret values (certificates and private keys, generated on the cluster) are never printed or
 written: they are replaced by a placeholder.
@@ -37,7 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import UsageError
-    from ..rendering import mask_secret_data, render_snapshot
+    from ..desired import compute_desired
+    from ..rendering import mask_secret_data
     from ._common import load_snapshot
 
     snap = load_snapshot(args)
@@ -48,9 +50,14 @@ def run(args: argparse.Namespace) -> int:
         if missing and not snap.invalid:
             raise UsageError(f"no build named {', '.join(missing)}")
     revision = snap.revision or "working-tree"
-    result = render_snapshot(snap, revision, builds=args.build)
+    desired = compute_desired(snap, builds=args.build, revision=revision)
+    result = desired.rendered
+    errors = dict(result.errors)
+    for name, decision in desired.decisions.items():
+        if not decision.admitted:
+            errors[f"build/{name}"] = f"{decision.state}: {decision.reason}"
     clusters = {c: [mask_secret_data(o) for o in objs] for c, objs in result.clusters.items()}
-    for what, reason in sorted(result.errors.items()):
+    for what, reason in sorted(errors.items()):
         print(f"{what}: {reason}", file=sys.stderr)
     if args.output_dir:
         _write(args.output_dir, clusters, args.output)
@@ -62,11 +69,11 @@ def run(args: argparse.Namespace) -> int:
                    "builds": {n: {"cluster": b.cluster, "pool": b.pool, "namespace": b.namespace, "backend": b.backend,
                                   "template": b.template, "kind": b.run_kind, "name": b.run_name}
                               for n, b in sorted(result.builds.items())},
-                   "errors": dict(sorted(result.errors.items()))}, sys.stdout, indent=2)
+                   "errors": dict(sorted(errors.items()))}, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         _print_yaml(clusters)
-    return 1 if (result.errors or not snap.valid) else 0
+    return 1 if (errors or not snap.valid) else 0
 
 
 def _dump_yaml(obj: dict) -> str:
