@@ -163,3 +163,21 @@ def test_diff_against_exit_codes(repo: Path):
     data = json.loads(cli("diff", "--repo", str(repo), "--rev", "pr", "--against", "main", "-o", "json").stdout)
     assert data["counts"]["create"] == 1 and data["entries"][0]["build"] == "frontend-beta"
     assert cli("diff", "--repo", str(repo), "--against", "no-such-rev").returncode == 2
+
+
+def test_example_ci_pipelines_call_review_with_real_flags():
+    import shlex
+
+    import yaml as pyyaml
+
+    from reconciler.cli import build_parser
+
+    workflow = pyyaml.safe_load((EXAMPLES / ".github/workflows/image-factory-review.yaml").read_text())
+    gitlab = pyyaml.safe_load((EXAMPLES / ".ci/gitlab-ci.yml").read_text())
+    scripts = [s.get("run", "") for s in workflow["jobs"]["review"]["steps"]] + gitlab["image-factory-review"]["script"]
+    calls = [line.strip() for text in scripts for line in text.splitlines() if line.strip().startswith("image-factory review")]
+    assert len(calls) == 2
+    for call in calls:
+        argv = shlex.split(call.split(">")[0])[1:]
+        args = build_parser().parse_args([a.replace("${{ github.base_ref }}", "main") for a in argv])
+        assert args.format == "markdown" and args.base.startswith("origin/")
