@@ -11,7 +11,7 @@ import pytest
 from reconciler.reports import MARKDOWN_LIMIT, review_markdown
 from reconciler.reviewing import review
 
-from .helpers import cli, copy_examples, git
+from .helpers import EXAMPLES, cli, copy_examples, git
 
 ADMIN = ("Alice Admin", "alice@acme.example")
 WENDY = ("Wendy Web", "wendy@acme.example")
