@@ -514,6 +514,14 @@ SWEEP: list[tuple[list[str], str | None, tuple[int, ...]]] = [
     (["reseal"], None, (0,)),  # really rewrites the files to the new key
     (["reseal", "--output", "json"], None, (0,)),
     (["validate", "."], None, (0,)),
+    (["render", "--repo", "."], None, (0,)),
+    (["render", "--repo", ".", "--output", "json"], None, (0,)),
+    (["explain", "builds/web/frontend.yaml", "--repo", "."], None, (0,)),
+    (["diff", "--repo", ".", "--against", "HEAD"], None, (0, 1)),
+    (["review", "--repo", ".", "--base", "HEAD", "--head", "HEAD", "--format", "markdown"], None, (0,)),
+    (["review", "--repo", ".", "--base", "HEAD", "--head", "HEAD", "--format", "json"], None, (0,)),
+    # Live `diff` and `reconcile` are swept against the test control plane in their own tests:
+    # the example providers' endpoints are fictional and must never be contacted.
 ]
 
 
