@@ -30,6 +30,7 @@ class Entity:
     model: Any  # the frozen pydantic model
     lines: dict = field(repr=False, compare=False, hash=False)
     team: str | None = None  # BuildRequests: the folder under builds/
+    doc: int = 0  # index of the document in its file (multi-document files)
 
     @property
     def spec(self) -> Any:
@@ -154,7 +155,7 @@ class Loader:
                         broken[checked.kind].add(checked.name)
                     continue
                 entity = Entity(checked.kind, checked.name, entry.path, checked.line, entry.blob, checked.model,
-                                checked.lines, team)
+                                checked.lines, team, checked.index)
                 seen = by_kind[checked.kind].get(checked.name)
                 if seen is not None:
                     problems.append(Problem(entry.path, checked.lines.get(("metadata", "name"), checked.line), "metadata.name",

@@ -1,0 +1,451 @@
+"""One reconcile pass: Git -> validated, authorized desired state -> clusters -> status in Git.
+
+    fetch -> load (changed blobs only) -> authorize (commits since the last reconciled
+    revision) -> health -> select -> render -> apply + prune (per provider, isolated)
+    -> observe runs -> status -> one status commit, pushed without rewriting anyone's work
+
+Rules that keep a pass safe to repeat and to interrupt:
+- the last reconciled revision is read from Git (the ``Source-Revision`` trailer of our last
+  status commit), so a restart resumes where it stopped and re-applies nothing that is live;
+- a change whose author lacked the permission is not applied: the object stays as it was at
+  the last reconciled revision, and its status says who changed what and which permission
+  was missing. The first pass of a repository (no status commit yet) trusts what it finds;
+- nothing is pruned while any file of the repository fails to load;
+- a finished run is never created again (its name is in the build's status);
+- our own status commits change nothing that is rendered, so they never cause a new run.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import FactoryError
+
+FINISHED = ("Succeeded", "Failed", "Cancelled")
+
+
+@dataclass
+class PassOptions:
+    repo: str  # remote URL or local path of the GitOps repository
+    workdir: str  # persists between passes (the bare mirror lives here)
+    branch: str | None = None
+    push: bool = True
+    offline: bool = False  # render and plan only: no cluster is contacted, nothing applied
+
+
+@dataclass
+class PassReport:
+    revision: str | None = None
+    source_revision: str | None = None
+    offline: bool = False
+    applied: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    pruned: list[str] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)
+    queued: list[str] = field(default_factory=list)
+    unauthorized: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    providers: dict[str, str] = field(default_factory=dict)
+    phases: dict[str, str] = field(default_factory=dict)  # build -> phase
+    status_commit: str | None = None
+    status_result: str = "unchanged"
+    status_files: list[str] = field(default_factory=list)
+    duration_s: float = 0.0
+    applied_at: float | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if (self.errors or self.unauthorized) else 0
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+    @property
+    def git_reachable(self) -> bool:
+        return True
+
+    def as_dict(self) -> dict:
+        return {"revision": self.revision, "sourceRevision": self.source_revision, "offline": self.offline,
+                "applied": self.applied, "unchanged": self.unchanged, "pruned": self.pruned,
+                "rejected": self.rejected, "queued": self.queued, "unauthorized": self.unauthorized,
+                "errors": self.errors, "providers": self.providers, "phases": self.phases,
+                "status": {"result": self.status_result, "commit": self.status_commit, "files": self.status_files},
+                "durationSeconds": round(self.duration_s, 3)}
+
+
+class Reconciler:
+    """State kept between passes: the mirror, the blob cache, cluster connections."""
+
+    def __init__(self, options: PassOptions) -> None:
+        from ..source.loading import Loader
+        from ..source.remote import Mirror
+
+        self.options = options
+        self.mirror = Mirror(options.repo, options.workdir)
+        self.loader = Loader()
+        self._pool = None
+        self._keyring = None
+        self.last_revision: str | None = None
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+
+    # --- the pass ----------------------------------------------------------------------
+
+    def run_once(self, mark_applied=None) -> PassReport:
+        started = time.monotonic()
+        report = PassReport(offline=self.options.offline)
+        self.mirror.ensure()
+        self.mirror.fetch()
+        branch = self.options.branch or self._default_branch()
+        tip = self.mirror.tip(branch)
+        if tip is None:
+            raise FactoryError(f"branch {branch} does not exist in {self.mirror.safe_url}")
+        report.revision = tip
+        snap = self.loader.load(self.mirror.tree(tip))
+        identity = _write_identity(snap)
+        last = self.last_revision or self._recorded_revision(tip, identity)
+        source_rev, changed_paths = self._source(tip, last, identity)
+        report.source_revision = source_rev
+
+        snap, unauthorized = self._authorize(snap, last, tip, identity)
+        report.unauthorized = sorted(f"{path}: {msg}" for path, msg in unauthorized.items())
+
+        health, unreachable = ({}, {}) if self.options.offline else self._health(snap)
+        report.providers = {n: h.state for n, h in sorted(health.items())}
+
+        from ..desired import compute_desired
+
+        load = {name: 0 for name in snap.pools}
+        desired = compute_desired(snap, health=health, load=load, revision=source_rev)
+        clusters = _without_finished_runs(desired, snap)
+        runs, applied_ok = {}, {}
+        if not self.options.offline:
+            runs, applied_ok = self._sync(snap, clusters, unreachable, report)
+            report.applied_at = time.time()
+            if mark_applied:
+                mark_applied()
+        statuses = self._statuses(snap, desired, runs, applied_ok, unreachable, unauthorized, changed_paths,
+                                  source_rev, report)
+        if self.options.offline:
+            report.status_result = "not written (offline)"
+        elif snap.factory is not None and snap.factory.spec.writeBack.enabled:
+            self._write_back(snap, statuses, branch, identity, source_rev, report)
+        self.last_revision = source_rev
+        report.duration_s = time.monotonic() - started
+        return report
+
+    # --- steps -------------------------------------------------------------------------
+
+    def _default_branch(self) -> str:
+        branches = self.mirror.branches()
+        for name in ("main", "master"):
+            if name in branches:
+                return name
+        if len(branches) == 1:
+            return next(iter(branches))
+        raise FactoryError(f"cannot tell which branch to reconcile in {self.mirror.safe_url}: use --branch")
+
+    def _recorded_revision(self, tip: str, identity: Any) -> str | None:
+        """The source revision named by our newest status commit on this history."""
+        proc = self.mirror.run("log", "-1", "--format=%H%x00%(trailers:key=Source-Revision,valueonly)",
+                               f"--author={identity.email}", "--grep=^Source-Revision:", tip, check=False)
+        parts = proc.stdout.decode().strip().split("\x00")
+        if len(parts) == 2 and parts[1].strip():
+            candidate = parts[1].strip().split()[0]
+            if self.mirror.run("cat-file", "-e", f"{candidate}^{{commit}}", check=False).returncode == 0:
+                return candidate
+        return None
+
+    def _source(self, tip: str, last: str | None, identity: Any) -> tuple[str, frozenset[str] | None]:
+        """The newest revision not made by us, and the paths others changed since ``last``
+        (None when there is no last revision: everything is new)."""
+        from ..source.committing import foreign_changes
+        from ..status.writeback import only_status_changed
+
+        if last is None:
+            return self._newest_foreign(tip, identity), None
+        changes = foreign_changes(self.mirror, last, tip, identity, status_only=only_status_changed)
+        source = changes.commits[-1].sha if changes.commits else last
+        return source, changes.paths
+
+    def _newest_foreign(self, tip: str, identity: Any) -> str:
+        from ..source.committing import is_status_commit
+        from ..status.writeback import only_status_changed
+
+        for record in reversed(self.mirror.commits(None, tip, max_count=50)):
+            if not is_status_commit(self.mirror, record, identity, only_status_changed):
+                return record.sha
+        return tip
+
+    def _authorize(self, snap: Any, last: str | None, tip: str, identity: Any) -> tuple[Any, dict[str, str]]:
+        """Keep unauthorized changes out of the desired state (see the module doc)."""
+        if last is None:
+            return snap, {}
+        from ..policy.authorizing import CommitInfo, FileChange, authorize
+        from ..source.committing import foreign_changes
+        from ..status.writeback import only_status_changed
+        from ..validation.objects import check_document
+        from ..source.yamldocs import parse
+
+        changes = foreign_changes(self.mirror, last, tip, identity, status_only=only_status_changed)
+        if changes.nothing:
+            return snap, {}
+        commits = [CommitInfo(r.sha, r.parent, r.author_email, r.committer_email, r.summary,
+                              tuple(FileChange(f.path, f.status) for f in r.files)) for r in changes.commits]
+
+        def read(rev, path):
+            return None if rev is None else self.mirror.read_files(rev, [path]).get(path)
+
+        def factory_at(rev):
+            data = read(rev, "factory.yaml")
+            docs = parse(data).documents if data else ()
+            checked = check_document(docs[0], "FactoryConfig") if docs else None
+            return checked.model if checked is not None else None
+
+        verdicts = authorize(commits, factory_at, read)
+        bad: dict[str, str] = {}
+        for verdict in verdicts:
+            for v in verdict.violations:
+                bad.setdefault(v.path, f"commit {v.commit[:12]} by {v.actor} {v.message}; not applied")
+        if not bad:
+            return snap, {}
+        previous = self.loader.load(self.mirror.tree(last))
+        return _restore(snap, previous, set(bad)), bad
+
+    def _connections(self):
+        from ..cluster import ConnectionPool
+        from ..clusters import keyring_from_env
+
+        if self._pool is None:
+            self._pool = ConnectionPool()
+            self._keyring = keyring_from_env()
+        return self._pool, self._keyring
+
+    def _health(self, snap: Any) -> tuple[dict, dict]:
+        from ..clusters import check_health, links
+
+        pool, keyring = self._connections()
+        health, _details = check_health(pool, links(snap, keyring))
+        unreachable = {name: h.reason for name, h in health.items() if h.state == "Unhealthy"}
+        return health, unreachable
+
+    def _sync(self, snap: Any, clusters: dict, unreachable: dict, report: PassReport) -> tuple[dict, dict]:
+        from ..cluster import Target, sync_all
+        from ..clusters import links
+
+        pool, keyring = self._connections()
+        targets = [Target(link.name, link.spec, tuple(clusters.get(link.name, ())), link.credentials,
+                          source_ok=snap.valid)
+                   for link in links(snap, keyring) if link.name not in unreachable]
+        results = sync_all(pool, targets)
+        runs: dict = {}
+        applied_ok: dict = {}
+        for provider, sync in sorted(results.items()):
+            if sync.error:
+                unreachable[provider] = sync.error
+                report.errors.append(f"provider {provider}: {sync.error}")
+                continue
+            for key, state in sync.runs().items():
+                runs[(provider, key.kind, key.namespace, key.name)] = state
+            if sync.applied:
+                for result in sync.applied.results:
+                    what = f"{provider}: {result.key}"
+                    if result.action in ("created", "updated"):
+                        report.applied.append(what)
+                    elif result.action == "unchanged":
+                        report.unchanged += 1
+                    elif result.action in ("failed", "conflict"):
+                        report.errors.append(f"{what}: {result.message}")
+                    if result.build:
+                        ok = result.action in ("created", "updated", "unchanged")
+                        prior = applied_ok.get(result.build, (True, ""))
+                        applied_ok[result.build] = (prior[0] and ok, prior[1] or ("" if ok else result.message))
+            if sync.pruned:
+                report.pruned.extend(f"{provider}: {r.describe()}" for r in sync.pruned.results)
+        return runs, applied_ok
+
+    def _statuses(self, snap, desired, runs, applied_ok, unreachable, unauthorized, changed_paths, source_rev,
+                  report) -> dict[tuple[str, int], dict]:
+        from ..status.changes import merge_conditions
+
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        out: dict[tuple[str, int], dict] = {}
+        for name, entity in sorted(snap.builds.items()):
+            old = entity.model.status.model_dump(exclude_none=True) if entity.model.status else {}
+            decision = desired.decisions.get(name)
+            rendered = desired.rendered.builds.get(name)
+            new: dict[str, Any] = {}
+            conditions = []
+            if entity.path in unauthorized:
+                conditions.append({"type": "Authorized", "status": "False", "reason": "Unauthorized",
+                                   "message": unauthorized[entity.path]})
+            if decision is None or not decision.admitted or rendered is None:
+                state = decision.state if decision is not None else "Rejected"
+                reason = decision.reason if decision is not None else desired.rendered.errors.get(f"build/{name}", "not rendered")
+                if decision is not None and decision.admitted:  # admitted but rendering failed
+                    state, reason = "Rejected", desired.rendered.errors.get(f"build/{name}", reason)
+                new["phase"] = state
+                (report.queued if state == "Queued" else report.rejected).append(name)
+                conditions.append({"type": "Scheduled", "status": "False", "reason": state, "message": reason})
+            else:
+                run_key = (rendered.cluster, rendered.run_kind, rendered.namespace, rendered.run_name)
+                state = runs.get(run_key)
+                old_run = (old.get("run") or {}).get("name")
+                if state is not None:
+                    new["phase"] = state.phase
+                    conditions.append({"type": "Succeeded",
+                                       "status": {"Succeeded": "True", "Failed": "False", "Cancelled": "False"}.get(state.phase, "Unknown"),
+                                       "reason": state.reason or state.phase, "message": state.message})
+                    if state.started_at:
+                        new["startTime"] = state.started_at
+                    if state.finished_at:
+                        new["completionTime"] = state.finished_at
+                elif old_run == rendered.run_name and old.get("phase") in FINISHED:
+                    new.update({k: old[k] for k in ("phase", "startTime", "completionTime") if k in old})
+                    conditions.extend(c for c in old.get("conditions", []) if c.get("type") == "Succeeded")
+                else:
+                    new["phase"] = "Pending"
+                conditions.insert(0, {"type": "Scheduled", "status": "True", "reason": "Admitted",
+                                      "message": decision.reason})
+                if rendered.cluster in unreachable:
+                    conditions.append({"type": "Applied", "status": "False", "reason": "ClusterUnavailable",
+                                       "message": f"provider {rendered.cluster}: {unreachable[rendered.cluster]}"})
+                elif not report.offline:
+                    ok, message = applied_ok.get(name, (True, ""))
+                    conditions.append({"type": "Applied", "status": "True" if ok else "False",
+                                       "reason": "Applied" if ok else "ApplyFailed", "message": message})
+                    if not ok:
+                        report.errors.append(f"build {name}: {message}")
+                new["run"] = {"cluster": rendered.cluster, "namespace": rendered.namespace, "name": rendered.run_name,
+                              "kind": rendered.run_kind}
+            if decision is not None:
+                new["selection"] = decision.to_status()
+            report.phases[name] = new.get("phase", "Pending")
+            changed = changed_paths is None or entity.path in changed_paths or not old.get("observedRevision")
+            new["observedRevision"] = source_rev if changed else old.get("observedRevision")
+            new["conditions"] = merge_conditions(old.get("conditions"), conditions, now)
+            out[(entity.path, entity.doc)] = _ordered(new)
+        return out
+
+    def _write_back(self, snap, statuses, branch, identity, source_rev, report) -> None:
+        from ..source.committing import push_status
+        from ..status.changes import status_changed
+        from ..status.writeback import apply_status, read_status
+
+        wanted = {}
+        for (path, doc), status in statuses.items():
+            wanted.setdefault(path, {})[doc] = status
+
+        def derive(base) -> dict[str, bytes]:
+            files = base.read_paths(sorted(wanted))
+            edits = {}
+            for path, docs in wanted.items():
+                data = files.get(path)
+                if data is None:
+                    continue
+                new = data
+                for doc, status in sorted(docs.items()):
+                    try:
+                        if status_changed(read_status(new, doc), status):
+                            new = apply_status(new, status, doc)
+                    except ValueError:
+                        break  # the file changed shape meanwhile: next pass
+                if new != data:
+                    edits[path] = new
+            return edits
+
+        wb = snap.factory.spec.writeBack
+        target = wb.branch or branch
+        result = push_status(self.mirror, target, derive, identity, source_rev, push=self.options.push,
+                             signing_key=wb.signingKeyFile, merge_source=target != branch)
+        report.status_result = result.status
+        report.status_commit = result.commit
+        report.status_files = list(result.files)
+        if not result.ok:
+            report.errors.append(f"status write-back to {target}: {result.status}: {result.detail}")
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+_STATUS_ORDER = ("phase", "observedRevision", "selection", "run", "startTime", "completionTime", "conditions")
+
+
+def _ordered(status: dict) -> dict:
+    return {k: status[k] for k in _STATUS_ORDER if status.get(k) is not None}
+
+
+def _write_identity(snap: Any):
+    from ..source.committing import Identity
+
+    if snap.factory is None:
+        return Identity("image-factory", "image-factory@localhost")
+    return Identity.of(snap.factory.spec.writeBack.author)
+
+
+def _restore(snap: Any, previous: Any, paths: set[str]) -> Any:
+    """``snap`` with every object defined in ``paths`` as it was in ``previous``."""
+    from dataclasses import replace
+
+    def pick(now: dict, before: dict) -> dict:
+        out = {n: e for n, e in now.items() if e.path not in paths}
+        out.update({n: e for n, e in before.items() if e.path in paths})
+        return out
+
+    factory = previous.factory if any(p.split("/")[0].startswith("factory.") for p in paths) else snap.factory
+    return replace(snap, factory=factory, providers=pick(snap.providers, previous.providers),
+                   pools=pick(snap.pools, previous.pools), builds=pick(snap.builds, previous.builds))
+
+
+def _without_finished_runs(desired: Any, snap: Any) -> dict:
+    """Drop the run of a build whose status already records that exact run as finished:
+    once retention prunes it, it must not be created (and run) again."""
+    skip = set()
+    for name, rendered in desired.rendered.builds.items():
+        status = snap.builds[name].model.status
+        if status and status.run and status.run.name == rendered.run_name and status.phase in FINISHED:
+            skip.add((rendered.cluster, rendered.run_kind, rendered.namespace, rendered.run_name))
+    out = {}
+    for cluster, objs in desired.clusters.items():
+        out[cluster] = tuple(o for o in objs if (cluster, o.get("kind"), (o.get("metadata") or {}).get("namespace", ""),
+                                                 (o.get("metadata") or {}).get("name")) not in skip)
+    return out
+
+
+
+
+def default_workdir(repo: str) -> str:
+    """A persistent work directory per repository, outside any checkout."""
+    import hashlib
+    import os
+
+    base = os.environ.get("IMAGE_FACTORY_WORKDIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "image-factory", "work")
+    name = hashlib.sha256(os.path.abspath(repo).encode() if os.path.exists(repo) else repo.encode()).hexdigest()[:16]
+    return os.path.join(base, name)
+
+
+def repo_url(repo: str) -> str:
+    import os
+
+    return os.path.abspath(repo) if os.path.exists(repo) else repo
+
+
+_RECONCILERS: dict[tuple, Reconciler] = {}
+
+
+def run_pass(triggers: list, context: Any) -> PassReport:
+    """The pass ``image-factory run`` calls for every batch of triggers (see reconciler.loop)."""
+    opts = context.options
+    repo = repo_url(opts.get("repo") or ".")
+    workdir = opts.get("workdir") or default_workdir(repo)
+    key = (repo, opts.get("branch"), workdir)
+    reconciler = _RECONCILERS.get(key)
+    if reconciler is None:
+        reconciler = _RECONCILERS[key] = Reconciler(PassOptions(repo, workdir, branch=opts.get("branch")))
+    context.checkpoint()
+    return reconciler.run_once(mark_applied=getattr(context, "mark_applied", None))
