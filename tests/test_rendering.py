@@ -605,3 +605,16 @@ def _verify(ca, leaf) -> None:
     from cryptography.hazmat.primitives.asymmetric import ec
     ca.public_key().verify(leaf.signature, leaf.tbs_certificate_bytes, ec.ECDSA(leaf.signature_hash_algorithm))
     assert leaf.issuer == ca.subject
+
+
+def test_empty_label_values_become_node_affinity_not_selector():
+    """node-role.kubernetes.io/worker: "" means "has the label"; 1.20's apply breaks on "" values."""
+    from reconciler.rendering import render_build
+
+    snap = Loader().load_directory(str(Path(__file__).parent.parent / "examples-repo"))
+    build, pool = snap.builds["base-debug"], snap.pools["openshift-general"]
+    rendered = render_build(build, pool, snap.providers["openshift-corp"], snap.factory.model, "rev")
+    pod = rendered.run["spec"]["taskRunTemplate"]["podTemplate"]
+    assert "nodeSelector" not in pod
+    terms = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert terms == [{"matchExpressions": [{"key": "node-role.kubernetes.io/worker", "operator": "Exists"}]}]

@@ -205,6 +205,8 @@ def standalone(pool: Any, provider: Any, factory: Any, revision: str, sched: Sch
         pod_spec["nodeSelector"] = plain_copy(sched.node_selector)
     if sched.tolerations:
         pod_spec["tolerations"] = plain_copy(sched.tolerations)
+    if sched.affinity:
+        pod_spec["affinity"] = plain_copy(sched.affinity)
     low, high = max(1, settings.scaling.min), max(1, settings.scaling.max)
     deployment_spec: dict[str, Any] = {
         "selector": {"matchLabels": dict(selector)},

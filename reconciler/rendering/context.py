@@ -31,6 +31,10 @@ class Scheduling:
     node_selector: dict | None
     tolerations: list | None
     architectures: tuple[str, ...]
+    # Labels whose value is empty (e.g. node-role.kubernetes.io/worker: "") mean "has this
+    # label"; they become a required node-affinity Exists term, not a nodeSelector entry
+    # (Kubernetes 1.20's server-side apply turns an empty selector value into null).
+    affinity: dict | None = None
 
 
 def node_pool_of(pool: Any, provider: Any) -> Any:
@@ -43,14 +47,17 @@ def node_pool_of(pool: Any, provider: Any) -> Any:
 
 def scheduling(pool: Any, provider: Any) -> Scheduling:
     node_pool = node_pool_of(pool, provider)
-    selector = dict(node_pool.labels) or None
+    selector = {k: v for k, v in node_pool.labels.items() if v != ""} or None
+    present = sorted(k for k, v in node_pool.labels.items() if v == "")
+    affinity = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": k, "operator": "Exists"} for k in present]}]}}} if present else None
     tolerations = []
     for taint in node_pool.taints:
         if taint.value:
             tolerations.append({"key": taint.key, "operator": "Equal", "value": taint.value, "effect": taint.effect})
         else:
             tolerations.append({"key": taint.key, "operator": "Exists", "effect": taint.effect})
-    return Scheduling(selector, tolerations or None, tuple(node_pool.architectures))
+    return Scheduling(selector, tolerations or None, tuple(node_pool.architectures), affinity)
 
 
 def node_selector_for(sched: Scheduling, platforms: list[str]) -> dict | None:
@@ -112,6 +119,7 @@ class BuildFacts:
     resources: dict
     node_selector: dict | None
     tolerations: list | None
+    affinity: dict | None
     provider: str
     provider_type: str
     pool: str
@@ -154,6 +162,7 @@ def build_facts(build: Any, pool: Any, provider: Any, factory: Any, sched: Sched
         resources=compute_resources(spec.requirements),
         node_selector=node_selector_for(sched, platforms),
         tolerations=sched.tolerations,
+        affinity=sched.affinity,
         provider=provider.name,
         provider_type=provider.spec.type,
         pool=pool.name,

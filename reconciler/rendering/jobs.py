@@ -137,6 +137,8 @@ def _pod(facts: BuildFacts, init: list[dict], main: dict, volumes: list[dict]) -
         pod["nodeSelector"] = plain_copy(facts.node_selector)
     if facts.tolerations:
         pod["tolerations"] = plain_copy(facts.tolerations)
+    if facts.affinity:
+        pod["affinity"] = plain_copy(facts.affinity)
     return pod
 
 

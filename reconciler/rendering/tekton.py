@@ -93,6 +93,7 @@ def run_values(tv: TemplateVersion, facts: BuildFacts) -> tuple[dict, dict[str, 
             "pool": facts.pool,
             "nodeSelector": facts.node_selector,
             "tolerations": plain_copy(facts.tolerations),
+            "affinity": plain_copy(facts.affinity),
         },
     }
     # What templates may branch on (never a user value itself).
