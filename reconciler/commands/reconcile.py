@@ -69,6 +69,9 @@ def render_text(report) -> str:
         lines.append(f"  provider {name}: {state}")
     lines.append(f"  applied {len(report.applied)}, unchanged {report.unchanged}, pruned {len(report.pruned)}, "
                  f"queued {len(report.queued)}, rejected {len(report.rejected)}")
+    if report.offline:
+        for name, where in sorted(report.placements.items()):
+            lines.append(f"    would run {name} on {where}")
     for item in report.applied[:50]:
         lines.append(f"    applied {item}")
     for item in report.pruned[:50]:

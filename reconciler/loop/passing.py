@@ -49,6 +49,7 @@ class PassReport:
     errors: list[str] = field(default_factory=list)
     providers: dict[str, str] = field(default_factory=dict)
     phases: dict[str, str] = field(default_factory=dict)  # build -> phase
+    placements: dict[str, str] = field(default_factory=dict)  # build -> provider/pool (admitted)
     status_commit: str | None = None
     status_result: str = "unchanged"
     status_files: list[str] = field(default_factory=list)
@@ -72,6 +73,7 @@ class PassReport:
                 "applied": self.applied, "unchanged": self.unchanged, "pruned": self.pruned,
                 "rejected": self.rejected, "queued": self.queued, "unauthorized": self.unauthorized,
                 "errors": self.errors, "providers": self.providers, "phases": self.phases,
+                "placements": self.placements,
                 "status": {"result": self.status_result, "commit": self.status_commit, "files": self.status_files},
                 "durationSeconds": round(self.duration_s, 3)}
 
@@ -321,6 +323,7 @@ class Reconciler:
                                        "reason": "Applied" if ok else "ApplyFailed", "message": message})
                     if not ok:
                         report.errors.append(f"build {name}: {message}")
+                report.placements[name] = f"{rendered.cluster}/{rendered.pool}"
                 new["run"] = {"cluster": rendered.cluster, "namespace": rendered.namespace, "name": rendered.run_name,
                               "kind": rendered.run_kind}
             if decision is not None:
