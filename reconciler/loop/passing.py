@@ -123,7 +123,8 @@ class Reconciler:
         from ..desired import compute_desired
 
         load = {name: 0 for name in snap.pools}
-        desired = compute_desired(snap, health=health, load=load, revision=source_rev)
+        desired = compute_desired(snap, health=health, load=load, revision=source_rev,
+                                  renderer=self._renderer(snap, unreachable))
         clusters = _without_finished_runs(desired, snap)
         runs, applied_ok = {}, {}
         if not self.options.offline:
@@ -228,6 +229,31 @@ class Reconciler:
             self._keyring = keyring_from_env()
         return self._pool, self._keyring
 
+    def _renderer(self, snap: Any, unreachable: dict) -> Any:
+        """A renderer whose certificate store reads the live Secrets, so BuildKit mTLS
+        material stays the same from pass to pass (and is rotated only before expiry)."""
+        from ..rendering import InMemoryCertStore, LookupCertStore, Renderer
+
+        if self.options.offline:
+            return Renderer(certs=InMemoryCertStore())
+        from ..cluster import ClusterError, get_object
+        from ..clusters import links
+
+        pool, keyring = self._connections()
+        by_name = {link.name: link for link in links(snap, keyring)}
+
+        def lookup(cluster: str, namespace: str, name: str):
+            link = by_name.get(cluster)
+            if link is None or cluster in unreachable:
+                return None
+            try:
+                secret = get_object(pool.get(link.name, link.spec, link.credentials), "v1", "Secret", name, namespace)
+            except (ClusterError, FactoryError):
+                return None
+            return (secret or {}).get("data")
+
+        return Renderer(certs=LookupCertStore(lookup))
+
     def _health(self, snap: Any) -> tuple[dict, dict]:
         from ..clusters import check_health, links
 
@@ -268,7 +294,11 @@ class Reconciler:
                         prior = applied_ok.get(result.build, (True, ""))
                         applied_ok[result.build] = (prior[0] and ok, prior[1] or ("" if ok else result.message))
             if sync.pruned:
-                report.pruned.extend(f"{provider}: {r.describe()}" for r in sync.pruned.results)
+                for r in sync.pruned.results:
+                    if r.action == "failed":
+                        report.errors.append(f"{provider}: prune {r.describe()}")
+                    elif r.action != "kept":
+                        report.pruned.append(f"{provider}: {r.describe()}")
         return runs, applied_ok
 
     def _statuses(self, snap, desired, runs, applied_ok, unreachable, unauthorized, changed_paths, source_rev,
