@@ -32,6 +32,7 @@ _SERVER_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
 # these alone is not a change worth applying (the revision is re-stamped with the next real one).
 _VOLATILE_ANNOTATIONS = (REVISION_ANNOTATION,)
 _SECRET_KINDS = ("Secret",)
+_RUN_KINDS = ("PipelineRun", "Job")
 MASK = "***"
 
 
@@ -232,10 +233,13 @@ def make_plan(
                 entries.append(PlanEntry("unchanged", key, build, pool, source, "", target, current))
         if not prune:
             continue
+        still_built = {_owner(o)[0] for o in wanted.values()} - {None, ""}
         for key, obj in live.items():
             if key in wanted or not is_managed(obj):
                 continue
             build, pool = _owner(obj)
+            if key.kind in _RUN_KINDS and build in still_built:
+                continue  # a superseded run of a build that still exists: kept for retention, not pruned
             entries.append(PlanEntry("prune", key, build, pool, sources.get(build or ""), unified_diff(key, obj, None), None, obj))
     entries.sort(key=lambda e: (e.key.cluster, e.build or "", e.key.kind, e.key.namespace, e.key.name))
     return Plan(tuple(entries), unreachable)

@@ -75,3 +75,10 @@ def test_server_dry_run_result_is_what_desired_means():
     live_old = _live(obj, timeouts={"pipeline": "2h0m0s"})
     plan = make_plan({"c1": [obj]}, {"c1": [live_old]}, compared={"c1": {ObjectKey.of("c1", obj): dry}})
     assert [e.action for e in plan.changes] == ["update"] and "1h0m0s" in plan.changes[0].diff
+
+
+def test_a_superseded_run_is_not_pruned_but_a_removed_builds_run_is():
+    new_run = _obj(name="frontend-new")
+    old_run, gone = _obj(name="frontend-old"), _obj(name="other-run", build="other")
+    plan = make_plan({"c1": [new_run]}, {"c1": [_live(old_run), _live(gone)]})
+    assert {(e.action, e.key.name) for e in plan.changes} == {("create", "frontend-new"), ("prune", "other-run")}
