@@ -152,3 +152,51 @@ def test_broken_file_and_down_cluster_do_not_stop_the_others(setup, tmp_path: Pa
 def test_unreachable_remote_is_exit_2(tmp_path: Path):
     proc = cli("reconcile", "--once", "--repo", str(tmp_path / "no-such-remote.git"), "--workdir", str(tmp_path / "w"))
     assert proc.returncode == 2 and "error" in proc.stderr
+
+
+def test_a_full_pass_never_shows_a_sealed_credential(control_plane, tmp_path: Path):
+    """The marker sweep through a real pass: the provider's sealed token is a marker the
+    API server refuses; it is opened and used, and must appear in no output and no file."""
+    from reconciler import sealing
+
+    from .test_sealing import MARKER, TEST_KEY, TEST_PUB, _leaks
+
+    prefix = f"s{uuid.uuid4().hex[:6]}-"
+    src = local_repo(tmp_path, control_plane.kubeconfig, prefix, builds=("web/frontend",))
+    pub = sealing.load_public_key(TEST_PUB)
+    ca = Path(control_plane.ca_file).read_bytes()
+    (src / "providers/local.yaml").write_text(f"""\
+apiVersion: imagefactory.dev/v1alpha1
+kind: Provider
+metadata:
+  name: local
+spec:
+  type: kubernetes
+  endpoint: {control_plane.server}
+  auth:
+    method: service-account-token
+  credentials:
+    token: {sealing.seal(pub, "local", "token", MARKER)}
+    caCert: {sealing.seal(pub, "local", "caCert", ca)}
+  nodePools:
+    - name: general
+""")
+    git(src, "init", "-q", "-b", "main")
+    git(src, "add", "-A")
+    git(src, "commit", "-q", "-m", "initial", env=ALICE)
+    remote = tmp_path / "remote.git"
+    git(tmp_path, "clone", "-q", "--bare", str(src), str(remote))
+    env = {"IMAGE_FACTORY_SEALING_KEYS": str(TEST_KEY)}
+    outputs = []
+    for args in (["reconcile", "--once", "--repo", str(remote), "--workdir", str(tmp_path / "w")],
+                 ["reconcile", "--once", "--repo", str(remote), "--workdir", str(tmp_path / "w"), "-o", "json"],
+                 ["diff", "--repo", str(src)], ["diff", "--repo", str(src), "-o", "json"]):
+        proc = cli(*args, env=env)
+        outputs.append(proc.stdout + proc.stderr)
+        assert proc.returncode in (1, 2), proc.stdout + proc.stderr
+    assert "Unauthorized" in outputs[0] or "401" in outputs[0], outputs[0]
+    for text in outputs:
+        assert not _leaks(text), text
+    for file in tmp_path.rglob("*"):
+        if file.is_file() and not file.is_symlink():
+            assert not _leaks(file.read_bytes()), f"{file} contains the credential"

@@ -119,6 +119,8 @@ class Reconciler:
 
         health, unreachable = ({}, {}) if self.options.offline else self._health(snap)
         report.providers = {n: h.state for n, h in sorted(health.items())}
+        for name, reason in sorted(unreachable.items()):
+            report.errors.append(f"provider {name}: Unhealthy: {reason}")
 
         from ..desired import compute_desired
 
