@@ -124,7 +124,9 @@ def one_run(kubeconfig: str, count: int, workdir: Path) -> dict:
     return result
 
 
-def run(count: int = 500, runs: int = 3, kubeconfig: str | None = None) -> dict:
+def run(count: int = 500, runs: int = 3, kubeconfig: str | None = None, quick: bool = False) -> dict:
+    if quick:
+        count, runs = min(count, 100), 1
     cp = None
     with tempfile.TemporaryDirectory(prefix="bench-apply-") as tmp:
         if kubeconfig is None:

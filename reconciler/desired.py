@@ -48,3 +48,43 @@ def compute_desired(snapshot: Any, *, health: Mapping | None = None, load: Mappi
     rendered = render_snapshot(snapshot, revision, placements=placements, builds=sorted(placements),
                                renderer=renderer)
     return Desired(snapshot, decisions, rendered)
+
+
+class CachingRenderer:
+    """Remembers each build's rendering between passes, keyed on everything it depends on:
+    the build's, pool's and provider's blobs, factory.yaml, and the revision stamped on it.
+
+    ``revisions`` gives each build the revision its spec came from (its observedRevision), so
+    an unchanged build renders to the identical objects and costs a dictionary lookup.
+    Entries not used by a pass are dropped at the start of the next one (``begin``).
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.revisions: dict[str, str] = {}
+        self._cache: dict[tuple, Any] = {}
+        self._used: dict[tuple, Any] = {}
+        self.hits = 0
+
+    def begin(self, revisions: dict[str, str], inner: Any | None = None) -> "CachingRenderer":
+        self._cache, self._used = self._used or self._cache, {}
+        self.revisions = revisions
+        self.hits = 0
+        if inner is not None:
+            self.inner = inner
+        return self
+
+    def render_build(self, build: Any, pool: Any, provider: Any, factory: Any, revision: str) -> Any:
+        revision = self.revisions.get(build.name, revision)
+        key = (build.name, build.blob, build.doc, pool.name, pool.blob, provider.name, provider.blob, id(factory),
+               revision)
+        hit = self._cache.get(key)
+        if hit is None:
+            hit = self.inner.render_build(build, pool, provider, factory, revision)
+        else:
+            self.hits += 1
+        self._used[key] = hit
+        return hit
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)

@@ -24,6 +24,8 @@ from typing import Any
 from ..errors import FactoryError
 
 FINISHED = ("Succeeded", "Failed", "Cancelled")
+# Alternatives written into a build's status (the closest first); `explain` lists all.
+STATUS_ALTERNATIVES = 10
 
 
 @dataclass
@@ -33,6 +35,8 @@ class PassOptions:
     branch: str | None = None
     push: bool = True
     offline: bool = False  # render and plan only: no cluster is contacted, nothing applied
+    # Write status back even when offline (benchmarks of a steady state; not a CLI option).
+    write_status_offline: bool = False
 
 
 @dataclass
@@ -91,6 +95,11 @@ class Reconciler:
         self._pool = None
         self._keyring = None
         self.last_revision: str | None = None
+        from ..desired import CachingRenderer
+
+        self._render_cache = CachingRenderer(None)
+        self._ours: set[str] = set()  # status commits this process made (no need to re-verify)
+        self._changes: dict[tuple[str, str], Any] = {}
 
     def close(self) -> None:
         if self._pool is not None:
@@ -125,8 +134,9 @@ class Reconciler:
         from ..desired import compute_desired
 
         load = {name: 0 for name in snap.pools}
-        desired = compute_desired(snap, health=health, load=load, revision=source_rev,
-                                  renderer=self._renderer(snap, unreachable))
+        revisions = _spec_revisions(snap, changed_paths, source_rev)
+        renderer = self._render_cache.begin(revisions, self._renderer(snap, unreachable))
+        desired = compute_desired(snap, health=health, load=load, revision=source_rev, renderer=renderer)
         clusters = _without_finished_runs(desired, snap)
         runs, applied_ok = {}, {}
         if not self.options.offline:
@@ -134,9 +144,8 @@ class Reconciler:
             report.applied_at = time.time()
             if mark_applied:
                 mark_applied()
-        statuses = self._statuses(snap, desired, runs, applied_ok, unreachable, unauthorized, changed_paths,
-                                  source_rev, report)
-        if self.options.offline:
+        statuses = self._statuses(snap, desired, runs, applied_ok, unreachable, unauthorized, revisions, report)
+        if self.options.offline and not self.options.write_status_offline:
             report.status_result = "not written (offline)"
         elif snap.factory is not None and snap.factory.spec.writeBack.enabled:
             self._write_back(snap, statuses, branch, identity, source_rev, report)
@@ -169,14 +178,22 @@ class Reconciler:
     def _source(self, tip: str, last: str | None, identity: Any) -> tuple[str, frozenset[str] | None]:
         """The newest revision not made by us, and the paths others changed since ``last``
         (None when there is no last revision: everything is new)."""
+        if last is None:
+            return self._newest_foreign(tip, identity), None
+        changes = self._foreign(last, tip, identity)
+        source = changes.commits[-1].sha if changes.commits else last
+        return source, changes.paths
+
+    def _foreign(self, last: str, tip: str, identity: Any) -> Any:
+        """Others' commits in last..tip (once per pass; our own recent commits are known)."""
         from ..source.committing import foreign_changes
         from ..status.writeback import only_status_changed
 
-        if last is None:
-            return self._newest_foreign(tip, identity), None
-        changes = foreign_changes(self.mirror, last, tip, identity, status_only=only_status_changed)
-        source = changes.commits[-1].sha if changes.commits else last
-        return source, changes.paths
+        key = (last, tip)
+        if key not in self._changes:
+            self._changes = {key: foreign_changes(self.mirror, last, tip, identity, status_only=only_status_changed,
+                                                  known=self._ours)}
+        return self._changes[key]
 
     def _newest_foreign(self, tip: str, identity: Any) -> str:
         from ..source.committing import is_status_commit
@@ -192,12 +209,10 @@ class Reconciler:
         if last is None:
             return snap, {}
         from ..policy.authorizing import CommitInfo, FileChange, authorize
-        from ..source.committing import foreign_changes
-        from ..status.writeback import only_status_changed
-        from ..validation.objects import check_document
         from ..source.yamldocs import parse
+        from ..validation.objects import check_document
 
-        changes = foreign_changes(self.mirror, last, tip, identity, status_only=only_status_changed)
+        changes = self._foreign(last, tip, identity)
         if changes.nothing:
             return snap, {}
         commits = [CommitInfo(r.sha, r.parent, r.author_email, r.committer_email, r.summary,
@@ -303,9 +318,9 @@ class Reconciler:
                         report.pruned.append(f"{provider}: {r.describe()}")
         return runs, applied_ok
 
-    def _statuses(self, snap, desired, runs, applied_ok, unreachable, unauthorized, changed_paths, source_rev,
+    def _statuses(self, snap, desired, runs, applied_ok, unreachable, unauthorized, revisions,
                   report) -> dict[tuple[str, int], dict]:
-        from ..status.changes import merge_conditions
+        from ..status.changes import merge_conditions, status_changed
 
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         out: dict[tuple[str, int], dict] = {}
@@ -359,12 +374,13 @@ class Reconciler:
                 new["run"] = {"cluster": rendered.cluster, "namespace": rendered.namespace, "name": rendered.run_name,
                               "kind": rendered.run_kind}
             if decision is not None:
-                new["selection"] = decision.to_status()
+                new["selection"] = _selection(decision, old.get("selection"))
             report.phases[name] = new.get("phase", "Pending")
-            changed = changed_paths is None or entity.path in changed_paths or not old.get("observedRevision")
-            new["observedRevision"] = source_rev if changed else old.get("observedRevision")
+            new["observedRevision"] = revisions[name]
             new["conditions"] = merge_conditions(old.get("conditions"), conditions, now)
-            out[(entity.path, entity.doc)] = _ordered(new)
+            new = _ordered(new)
+            if new != old and status_changed(old or None, new):
+                out[(entity.path, entity.doc)] = new
         return out
 
     def _write_back(self, snap, statuses, branch, identity, source_rev, report) -> None:
@@ -400,6 +416,8 @@ class Reconciler:
                              signing_key=wb.signingKeyFile, merge_source=target != branch)
         report.status_result = result.status
         report.status_commit = result.commit
+        if result.commit:
+            self._ours.add(result.commit)
         report.status_files = list(result.files)
         if not result.ok:
             report.errors.append(f"status write-back to {target}: {result.status}: {result.detail}")
@@ -412,6 +430,28 @@ _STATUS_ORDER = ("phase", "observedRevision", "selection", "run", "startTime", "
 
 def _ordered(status: dict) -> dict:
     return {k: status[k] for k in _STATUS_ORDER if status.get(k) is not None}
+
+
+def _spec_revisions(snap: Any, changed_paths: frozenset[str] | None, source_rev: str) -> dict[str, str]:
+    """Build -> the revision its spec comes from: ``source_rev`` when its file changed (or on
+    a first pass), else what its status recorded. Stamped on its objects and in its status,
+    it keeps an unchanged build's rendering identical from pass to pass."""
+    out = {}
+    for name, entity in snap.builds.items():
+        status = entity.model.status
+        recorded = status.observedRevision if status is not None else None
+        changed = changed_paths is None or entity.path in changed_paths or not recorded
+        out[name] = source_rev if changed else recorded
+    return out
+
+
+def _selection(decision: Any, old: dict | None) -> dict:
+    """The status.selection block; the recorded one when the decision has not changed, so an
+    unchanged build costs no "why not this pool" sentences (the expensive part of a pass)."""
+    if old and all(old.get(k) == getattr(decision, k) for k in ("infrastructure", "provider", "pool", "reason")) \
+            and abs((old.get("confidence") or 0) - decision.confidence) < 1e-9:
+        return old
+    return decision.to_status(STATUS_ALTERNATIVES)
 
 
 def _write_identity(snap: Any):

@@ -108,15 +108,19 @@ class Decision:
     def admitted(self) -> bool:
         return self.state == "Admitted"
 
-    def to_status(self) -> dict:
-        """The ``status.selection`` block (reconciler.models.status.Selection)."""
+    def to_status(self, max_alternatives: int | None = None) -> dict:
+        """The ``status.selection`` block (reconciler.models.status.Selection).
+
+        ``max_alternatives`` keeps the first N (pools that fit come before excluded ones):
+        what is written back to a build's file; ``explain`` shows every one."""
+        alternatives = self.alternatives if max_alternatives is None else self.alternatives[:max_alternatives]
         return {
             "infrastructure": self.infrastructure,
             "provider": self.provider,
             "pool": self.pool,
             "reason": self.reason,
             "confidence": self.confidence,
-            "alternatives": [a.to_dict() for a in self.alternatives],
+            "alternatives": [a.to_dict() for a in alternatives],
         }
 
     def to_dict(self) -> dict:

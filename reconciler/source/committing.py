@@ -331,13 +331,16 @@ class ForeignChanges:
 
 
 def foreign_changes(mirror: Mirror, old: str | None, new: str, identity: Any,
-                    status_only: Callable[[bytes | None, bytes | None], bool] | None = None) -> ForeignChanges:
+                    status_only: Callable[[bytes | None, bytes | None], bool] | None = None,
+                    known: frozenset[str] | set[str] = frozenset()) -> ForeignChanges:
     """Commits in ``old..new`` that are not status commits, and the paths they touched:
-    what the caller must re-render and authorize. A range of only our commits is empty."""
+    what the caller must re-render and authorize. A range of only our commits is empty.
+    ``known``: status commits the caller made itself (not read again to verify them)."""
     commits = mirror.commits(old, new)
     theirs, ours = [], []
     for commit in commits:
-        (ours if is_status_commit(mirror, commit, identity, status_only) else theirs).append(commit)
+        mine = commit.sha in known or is_status_commit(mirror, commit, identity, status_only)
+        (ours if mine else theirs).append(commit)
     paths = frozenset(f.path for c in theirs for f in c.files)
     return ForeignChanges(tuple(theirs), tuple(ours), paths)
 
