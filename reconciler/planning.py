@@ -27,7 +27,8 @@ REVISION_ANNOTATION = "imagefactory.dev/revision"
 Action = Literal["create", "update", "unchanged", "prune", "cancel"]
 _SERVER_METADATA = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "selfLink",
                     "deletionTimestamp", "deletionGracePeriodSeconds", "ownerReferences")
-_SERVER_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
+# Set by kubectl, or by our apply to tell its own changes from others' (cluster.comparing).
+_SERVER_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration", "imagefactory.dev/applied-hash")
 # Annotations that change on every revision without changing what runs: a difference in
 # these alone is not a change worth applying (the revision is re-stamped with the next real one).
 _VOLATILE_ANNOTATIONS = (REVISION_ANNOTATION,)
@@ -175,10 +176,15 @@ def mask_secrets(before: dict | None, after: dict | None) -> tuple[dict | None, 
 
 
 def unified_diff(key: ObjectKey, before: dict | None, after: dict | None) -> str:
+    return diff_text(f"{key.cluster}/{key.namespace or '_'}/{key.kind}/{key.name}", before, after)
+
+
+def diff_text(label: str, before: dict | None, after: dict | None) -> str:
+    """The one diff people read (plan, diff, review): normalized, Secret values masked.
+    ``label`` names the object (cluster/namespace/kind/name); None means absent."""
     before, after = mask_secrets(before, after)
     a = _dump(normalize(before)) if before is not None else ""
     b = _dump(normalize(after)) if after is not None else ""
-    label = f"{key.cluster}/{key.namespace or '_'}/{key.kind}/{key.name}"
     lines = difflib.unified_diff(a.splitlines(keepends=True), b.splitlines(keepends=True),
                                  fromfile=f"live/{label}" if before is not None else "/dev/null",
                                  tofile=f"desired/{label}" if after is not None else "/dev/null", n=3)

@@ -20,24 +20,17 @@ re-applying would not help, so it is not re-sent.
 
 from __future__ import annotations
 
-import copy
-import difflib
 import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any, Iterable, Literal
 
-import yaml
 
 from .objects import ObjectKey
 from .settings import APPLIED_HASH_ANNOTATION, FIELD_MANAGER, VOLATILE_ANNOTATIONS
 
-_SERVER_METADATA = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "selfLink",
-                    "deletionTimestamp", "deletionGracePeriodSeconds")
-_SERVER_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration", APPLIED_HASH_ANNOTATION)
 _IDENTITY = ("apiVersion", "kind")
 _MISSING = object()
-MASK = "***"
 
 
 # -- hashing -------------------------------------------------------------------------------------
@@ -218,55 +211,10 @@ def pruned_fields(applied: dict[str, Any], returned: dict[str, Any]) -> tuple[st
 
 # -- diffs ----------------------------------------------------------------------------------------
 
-def normalise(obj: dict[str, Any]) -> dict[str, Any]:
-    """The parts of an object applying could change: no status, no server-owned metadata."""
-    out = {k: v for k, v in obj.items() if k != "status"}
-    meta = {k: v for k, v in (out.get("metadata") or {}).items() if k not in _SERVER_METADATA}
-    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k not in _SERVER_ANNOTATIONS}
-    if annotations:
-        meta["annotations"] = annotations
-    else:
-        meta.pop("annotations", None)
-    if not meta.get("labels"):
-        meta.pop("labels", None)
-    out["metadata"] = meta
-    return out
-
-
-def mask_secrets(before: dict[str, Any] | None, after: dict[str, Any] | None) -> tuple[dict | None, dict | None]:
-    """Secret values replaced by a mask that says only whether each one changed."""
-    if (after or before or {}).get("kind") != "Secret":
-        return before, after
-    out: list[dict | None] = []
-    for this, other, side in ((before, after, "before"), (after, before, "after")):
-        if this is None:
-            out.append(None)
-            continue
-        masked = copy.copy(this)
-        for section in ("data", "stringData"):
-            values = this.get(section)
-            if isinstance(values, dict):
-                theirs = (other or {}).get(section) or {}
-                masked[section] = {k: MASK if theirs.get(k) == v else f"{MASK} ({side})" for k, v in values.items()}
-        out.append(masked)
-    return out[0], out[1]
-
-
 def unified_diff(key: ObjectKey, before: dict[str, Any] | None, after: dict[str, Any] | None,
                  cluster: str = "") -> str:
-    """A unified diff of two versions of an object (None: absent), normalised and masked."""
-    before, after = mask_secrets(before, after)
-    a = _dump(normalise(before)) if before is not None else ""
-    b = _dump(normalise(after)) if after is not None else ""
-    label = f"{cluster + '/' if cluster else ''}{key.namespace or '_'}/{key.kind}/{key.name}"
-    return "".join(difflib.unified_diff(a.splitlines(keepends=True), b.splitlines(keepends=True),
-                                        fromfile=f"live/{label}" if before is not None else "/dev/null",
-                                        tofile=f"desired/{label}" if after is not None else "/dev/null"))
+    """A unified diff of two versions of an object (None: absent), normalised and masked: the
+    same text ``diff``, ``review`` and plans show (``reconciler.planning.diff_text``)."""
+    from ..planning import diff_text
 
-
-class _Dumper(yaml.SafeDumper):
-    pass
-
-
-def _dump(obj: dict[str, Any]) -> str:
-    return yaml.dump(obj, Dumper=_Dumper, sort_keys=True, default_flow_style=False, allow_unicode=True, width=120)
+    return diff_text(f"{cluster + '/' if cluster else ''}{key.namespace or '_'}/{key.kind}/{key.name}", before, after)
