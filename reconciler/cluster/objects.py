@@ -62,7 +62,7 @@ def controller_owner(obj: dict[str, Any]) -> dict[str, Any] | None:
 
 # -- runs ---------------------------------------------------------------------------------------
 
-RunPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Cancelled"]
+RunPhase = Literal["Pending", "Queued", "Running", "Succeeded", "Failed", "Cancelled"]
 RUN_KINDS = {("tekton.dev", "PipelineRun"), ("tekton.dev", "TaskRun"), ("batch", "Job")}
 _CANCEL_REASONS = {"Cancelled", "PipelineRunCancelled", "TaskRunCancelled", "CancelledRunFinally",
                    "StoppedRunFinally"}
@@ -91,41 +91,23 @@ def is_run(obj: dict[str, Any]) -> bool:
 
 
 def run_state(obj: dict[str, Any]) -> RunState | None:
-    """The state of a PipelineRun, TaskRun or Job from its status; None for other kinds."""
+    """The state of a PipelineRun, TaskRun or Job from its status; None for other kinds.
+
+    The reading of Tekton's and batch/v1's conditions is ``reconciler.status.phases`` (one
+    table of reasons for the whole project); this adds what the cluster layer needs."""
+    from ..status.phases import phase_of
+
     key = key_of(obj)
-    status = obj.get("status") or {}
-    conditions = {c.get("type"): c for c in status.get("conditions") or () if isinstance(c, dict)}
-    if key.group == "tekton.dev" and key.kind in ("PipelineRun", "TaskRun"):
-        spec_status = (obj.get("spec") or {}).get("status")
-        cancel = spec_status in ("Cancelled", "CancelledRunFinally", "StoppedRunFinally", "TaskRunCancelled")
-        cond = conditions.get("Succeeded")
-        start, end = status.get("startTime"), status.get("completionTime")
-        if cond is None:
-            phase: RunPhase = "Pending"
-            return RunState(phase, "PipelineRunPending" if spec_status == "PipelineRunPending" else "",
-                            "", start, None, cancel)
-        reason, message = str(cond.get("reason") or ""), str(cond.get("message") or "")
-        value = cond.get("status")
-        if value == "True":
-            return RunState("Succeeded", reason, message, start, end or cond.get("lastTransitionTime"), cancel)
-        if value == "False":
-            phase = "Cancelled" if reason in _CANCEL_REASONS else "Failed"
-            return RunState(phase, reason, message, start, end or cond.get("lastTransitionTime"), cancel)
-        phase = "Pending" if reason in ("PipelineRunPending", "Pending") else "Running"
-        return RunState(phase, reason, message, start, None, cancel)
-    if key.group == "batch" and key.kind == "Job":
-        start, end = status.get("startTime"), status.get("completionTime")
-        complete, failed = conditions.get("Complete"), conditions.get("Failed")
-        if complete and complete.get("status") == "True":
-            return RunState("Succeeded", str(complete.get("reason") or "Complete"), str(complete.get("message") or ""),
-                            start, end or complete.get("lastTransitionTime"))
-        if failed and failed.get("status") == "True":
-            return RunState("Failed", str(failed.get("reason") or "Failed"), str(failed.get("message") or ""),
-                            start, failed.get("lastTransitionTime"))
-        if status.get("active"):
-            return RunState("Running", "Active", "", start)
-        return RunState("Pending", "", "", start)
-    return None
+    tekton = key.group == "tekton.dev" and key.kind in ("PipelineRun", "TaskRun")
+    if not (tekton or (key.group == "batch" and key.kind == "Job")):
+        return None
+    observed = phase_of({**obj, "kind": "Job" if not tekton else "PipelineRun"})
+    cond = observed.condition or {}
+    spec_status = (obj.get("spec") or {}).get("status") if tekton else None
+    cancel = spec_status in ("Cancelled", "CancelledRunFinally", "StoppedRunFinally", "TaskRunCancelled")
+    finished = observed.completion_time or (cond.get("lastTransitionTime") if observed.finished else None)
+    return RunState(observed.phase, str(cond.get("reason") or ""), str(cond.get("message") or ""),
+                    observed.start_time, finished, cancel)
 
 
 def parse_time(value: Any) -> float | None:
