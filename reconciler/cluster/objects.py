@@ -64,8 +64,6 @@ def controller_owner(obj: dict[str, Any]) -> dict[str, Any] | None:
 
 RunPhase = Literal["Pending", "Queued", "Running", "Succeeded", "Failed", "Cancelled"]
 RUN_KINDS = {("tekton.dev", "PipelineRun"), ("tekton.dev", "TaskRun"), ("batch", "Job")}
-_CANCEL_REASONS = {"Cancelled", "PipelineRunCancelled", "TaskRunCancelled", "CancelledRunFinally",
-                   "StoppedRunFinally"}
 
 
 @dataclass(frozen=True)
