@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from ..errors import SourceError
 from .remote import EMPTY_TREE, REMOTE, ChangedFile, CommitRecord, Mirror, PushOutcome, check_branch_name, ls_tree
-from .trees import ROOTS, FileEntry, blob_id, is_relevant, read_blobs
+from .trees import FileEntry, blob_id, is_relevant, ls_tree_args, parse_ls_tree, read_blobs
 
 TRAILER = "Source-Revision"
 _ZERO = "0" * 40
@@ -85,17 +85,7 @@ class WriteBase:
         return len(self.parents) == 2
 
     def entries(self) -> list[FileEntry]:
-        raw = self.mirror.run("ls-tree", "-r", "-l", "-z", "--full-tree", self.tree, "--", *ROOTS).stdout
-        out = []
-        for record in raw.split(b"\0"):
-            if not record:
-                continue
-            meta, path_b = record.split(b"\t", 1)
-            mode, typ, blob, size = meta.split()
-            path = path_b.decode("utf-8", "surrogateescape")
-            if typ == b"blob" and mode != b"120000" and is_relevant(path):
-                out.append(FileEntry(path, blob.decode(), int(size)))
-        return out
+        return parse_ls_tree(self.mirror.run(*ls_tree_args(self.tree)).stdout)
 
     def read(self, entries: list[FileEntry]) -> dict[str, bytes]:
         return read_blobs(self.mirror.workdir, [e.blob for e in entries])

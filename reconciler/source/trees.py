@@ -122,21 +122,29 @@ class GitTree:
         self.key = _git(self.repo, "rev-parse", f"{self.revision}^{{tree}}").strip()
 
     def entries(self) -> list[FileEntry]:
-        raw = _git(self.repo, "ls-tree", "-r", "-l", "-z", "--full-tree", self.revision, "--", *ROOTS, binary=True)
-        out = []
-        for record in raw.split(b"\0"):
-            if not record:
-                continue
-            meta, path_b = record.split(b"\t", 1)
-            mode, typ, blob, size = meta.split()
-            path = path_b.decode("utf-8", "surrogateescape")
-            if typ != b"blob" or not is_relevant(path) or mode == b"120000":
-                continue
-            out.append(FileEntry(path, blob.decode(), int(size)))
-        return out
+        return parse_ls_tree(_git(self.repo, *ls_tree_args(self.revision), binary=True))
 
     def read(self, entries: list[FileEntry]) -> dict[str, bytes]:
         return read_blobs(self.repo, [e.blob for e in entries])
+
+
+def ls_tree_args(treeish: str) -> tuple[str, ...]:
+    """git arguments listing a tree's relevant files with sizes (parse with parse_ls_tree)."""
+    return ("ls-tree", "-r", "-l", "-z", "--full-tree", treeish, "--", *ROOTS)
+
+
+def parse_ls_tree(raw: bytes) -> list[FileEntry]:
+    """``git ls-tree -r -l -z`` output -> the relevant regular files (no links, no submodules)."""
+    out = []
+    for record in raw.split(b"\0"):
+        if not record:
+            continue
+        meta, path_b = record.split(b"\t", 1)
+        mode, typ, blob, size = meta.split()
+        path = path_b.decode("utf-8", "surrogateescape")
+        if typ == b"blob" and mode != b"120000" and is_relevant(path):
+            out.append(FileEntry(path, blob.decode(), int(size)))
+    return out
 
 
 def read_blobs(repo: str, blobs: list[str]) -> dict[str, bytes]:
