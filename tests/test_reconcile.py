@@ -200,3 +200,30 @@ spec:
     for file in tmp_path.rglob("*"):
         if file.is_file() and not file.is_symlink():
             assert not _leaks(file.read_bytes()), f"{file} contains the credential"
+
+
+def test_run_drives_real_passes_and_stops_cleanly(setup):
+    """`image-factory run` with the real pass: polls, commits status, survives, exits 0 on SIGTERM."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cp, src, remote, work, prefix = setup
+    proc = subprocess.Popen([sys.executable, "-m", "reconciler", "run", "--repo", str(remote), "--workdir", str(work),
+                             "--listen", "127.0.0.1:0", "--poll-interval", "1s"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**__import__("os").environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if git(remote, "log", "-1", "--format=%an", "main").strip() == "image-factory":
+                break
+            time.sleep(0.5)
+        assert _status(remote, "builds/web/frontend.yaml").get("phase") == "Pending"
+        time.sleep(3)  # a few more (unchanged) passes
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    assert "Traceback" not in out and " ok in " in out, out

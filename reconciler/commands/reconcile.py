@@ -82,10 +82,7 @@ def render_text(report) -> str:
         lines.append(f"  NOT AUTHORIZED {item}")
     for item in report.errors:
         lines.append(f"  error: {item}")
-    phases: dict[str, int] = {}
-    for phase in report.phases.values():
-        phases[phase] = phases.get(phase, 0) + 1
-    lines.append("  builds: " + ", ".join(f"{n} {p}" for p, n in sorted(phases.items())))
+    lines.append("  builds: " + ", ".join(f"{n} {p}" for p, n in sorted(report.phases.items())))
     if report.status_commit:
         lines.append(f"  status commit {report.status_commit[:12]} ({report.status_result}, "
                      f"{len(report.status_files)} files)")

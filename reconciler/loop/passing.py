@@ -52,7 +52,7 @@ class PassReport:
     unauthorized: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     providers: dict[str, str] = field(default_factory=dict)
-    phases: dict[str, str] = field(default_factory=dict)  # build -> phase
+    build_phases: dict[str, str] = field(default_factory=dict)  # build -> phase
     placements: dict[str, str] = field(default_factory=dict)  # build -> provider/pool (admitted)
     status_commit: str | None = None
     status_result: str = "unchanged"
@@ -72,11 +72,19 @@ class PassReport:
     def git_reachable(self) -> bool:
         return True
 
+    @property
+    def phases(self) -> dict[str, int]:
+        """Builds per phase (what the loop's metrics read)."""
+        counts: dict[str, int] = {}
+        for phase in self.build_phases.values():
+            counts[phase] = counts.get(phase, 0) + 1
+        return counts
+
     def as_dict(self) -> dict:
         return {"revision": self.revision, "sourceRevision": self.source_revision, "offline": self.offline,
                 "applied": self.applied, "unchanged": self.unchanged, "pruned": self.pruned,
                 "rejected": self.rejected, "queued": self.queued, "unauthorized": self.unauthorized,
-                "errors": self.errors, "providers": self.providers, "phases": self.phases,
+                "errors": self.errors, "providers": self.providers, "phases": self.build_phases,
                 "placements": self.placements,
                 "status": {"result": self.status_result, "commit": self.status_commit, "files": self.status_files},
                 "durationSeconds": round(self.duration_s, 3)}
@@ -375,7 +383,7 @@ class Reconciler:
                               "kind": rendered.run_kind}
             if decision is not None:
                 new["selection"] = _selection(decision, old.get("selection"))
-            report.phases[name] = new.get("phase", "Pending")
+            report.build_phases[name] = new.get("phase", "Pending")
             new["observedRevision"] = revisions[name]
             new["conditions"] = merge_conditions(old.get("conditions"), conditions, now)
             new = _ordered(new)

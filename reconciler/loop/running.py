@@ -252,7 +252,11 @@ class Loop:
             self.last_pass_end = end
             m.last_success.set(time.time())
         if report is not None:
-            self._record_report(ctx, report, end)
+            try:
+                self._record_report(ctx, report, end)
+            except Exception as exc:  # noqa: BLE001 - metrics must never stop the loop
+                log.error(f"pass {ctx.number}: could not record its report in metrics: {type(exc).__name__}: "
+                          f"{_first_line(exc)}")
         summary = _summary(report)
         log.info(f"pass {ctx.number} {outcome} in {duration:.3f}s" + (f": {summary}" if summary else ""),
                  extra=fields(revision=getattr(report, "revision", None)))
