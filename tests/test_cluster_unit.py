@@ -8,7 +8,6 @@ import base64
 import json
 import os
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
@@ -22,7 +21,7 @@ from reconciler.cluster.comparing import applied_hash, pruned_fields, with_appli
 from reconciler.cluster.errors import ConnectUnavailable, error_for_status, scrub
 from reconciler.cluster.exec_plugins import ExecConfig, ExecRunner, ExecToken, cloud_plugin
 from reconciler.cluster.kubeconfigs import load_kubeconfig
-from reconciler.cluster.objects import ObjectKey, key_of
+from reconciler.cluster.objects import key_of
 from reconciler.cluster.observing import Observed
 from reconciler.cluster.transport import StaticToken, TokenBucket, Transport
 from reconciler.errors import SealingError, TerminalError, TransientError

@@ -25,7 +25,7 @@ from typing import Any, Iterable, Literal
 from .comparing import Verdict, compare, pruned_fields, with_applied_hash
 from .connecting import Connection
 from .errors import ClusterError, Conflict
-from .objects import ObjectKey, build_of, is_managed, key_of, pool_of
+from .objects import ObjectKey, ResultCounts, build_of, is_managed, key_of, pool_of
 from .observing import Observed, kinds_for, observe
 from .resources import ResourceType
 from .settings import FIELD_MANAGER, MANAGED_BY_LABEL, MANAGED_BY_VALUE
@@ -71,22 +71,13 @@ class ObjectResult:
 
 
 @dataclass
-class ApplyReport:
+class ApplyReport(ResultCounts):
     provider: str
     results: list[ObjectResult] = field(default_factory=list)
     requests: int = 0  # requests this call sent (including discovery and LISTs it needed)
     writes: int = 0  # of which writes (dry-run requests are not writes)
     dry_run: bool = False
 
-    def counts(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for r in self.results:
-            out[r.action] = out.get(r.action, 0) + 1
-        return out
-
-    @property
-    def ok(self) -> bool:
-        return all(r.ok for r in self.results)
 
     def failures(self) -> list[ObjectResult]:
         return [r for r in self.results if not r.ok]

@@ -83,6 +83,22 @@ class RunState:
         return parse_time(self.finished_at)
 
 
+class ResultCounts:
+    """For reports holding ``results`` (each with ``action`` and ``ok``): counts and overall ok."""
+
+    results: list
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for r in self.results:
+            out[r.action] = out.get(r.action, 0) + 1
+        return out
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.results)
+
+
 def is_run(obj: dict[str, Any]) -> bool:
     key = key_of(obj)
     return (key.group, key.kind) in RUN_KINDS

@@ -31,7 +31,8 @@ from typing import Any, Iterable, Literal
 
 from .connecting import Connection
 from .errors import ClusterError, Conflict, NotFound
-from .objects import ObjectKey, build_of, controller_owner, is_managed, key_of, parse_time, pool_of, run_state
+from .objects import (ObjectKey, ResultCounts, build_of, controller_owner, is_managed, key_of, parse_time, pool_of,
+                      run_state)
 from .observing import Observed
 from .settings import FIELD_MANAGER
 
@@ -56,22 +57,13 @@ class PruneResult:
 
 
 @dataclass
-class PruneReport:
+class PruneReport(ResultCounts):
     provider: str
     results: list[PruneResult] = field(default_factory=list)
     skipped: str | None = None  # why nothing at all was pruned
     requests: int = 0
     writes: int = 0
 
-    def counts(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for r in self.results:
-            out[r.action] = out.get(r.action, 0) + 1
-        return out
-
-    @property
-    def ok(self) -> bool:
-        return all(r.ok for r in self.results)
 
     def by_action(self, action: PruneAction) -> list[ObjectKey]:
         return [r.key for r in self.results if r.action == action]

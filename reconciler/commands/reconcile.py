@@ -22,7 +22,6 @@ authorized), 2 the pass could not run (remote unreachable, bad arguments).
 from __future__ import annotations
 
 import argparse
-import sys
 
 from ._common import print_json
 

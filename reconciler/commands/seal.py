@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import UsageError
 
     if not _NAME.match(args.provider) or len(args.provider) > 253:
-        raise UsageError(f"--provider must be a provider's metadata.name (lowercase letters, digits, '-', '.')")
+        raise UsageError("--provider must be a provider's metadata.name (lowercase letters, digits, '-', '.')")
     if args.public_key:
         key_path = args.public_key
     else:

@@ -45,19 +45,7 @@ def _field(label: str, text: str, width: int, indent: int = 12) -> str:
 
 
 def _needs_words(needs: Needs) -> str:
-    wants = []
-    if needs.gpu:
-        wants.append(f"{needs.gpu}x {needs.gpu_type + ' ' if needs.gpu_type else ''}GPU")
-    if needs.cpu_text:
-        wants.append(f"{needs.cpu_text} CPUs")
-    if needs.memory_text:
-        wants.append(f"{needs.memory_text} memory")
-    if needs.air_gapped:
-        wants.append("an air-gapped network")
-    if needs.legacy:
-        wants.append("a legacy system")
-    if needs.hardware:
-        wants.append(f"hardware {needs.hardware}")
+    wants = needs.wants()
     text = f"method {needs.method}, platforms {', '.join(needs.platforms)}"
     text += f"; needs {', '.join(wants)}" if wants else "; no special requirements"
     asks = []

@@ -129,8 +129,8 @@ class Needs:
         """The request picks infrastructure itself (placement or a kind) instead of auto."""
         return self.infrastructure != "auto" or self.placement_provider is not None
 
-    def describe(self) -> str:
-        """'1x nvidia-a100 GPU, 600Gi memory, linux/arm64' -- what the build asks for, for reasons."""
+    def wants(self) -> list[str]:
+        """The special requirements in words ('1x nvidia-a100 GPU', '600Gi memory', ...)."""
         parts = []
         if self.gpu:
             parts.append(f"{self.gpu}x {self.gpu_type + ' ' if self.gpu_type else ''}GPU")
@@ -144,6 +144,11 @@ class Needs:
             parts.append("legacy system")
         if self.hardware:
             parts.append(f"hardware {self.hardware}")
+        return parts
+
+    def describe(self) -> str:
+        """'1x nvidia-a100 GPU, 600Gi memory, linux/arm64' -- what the build asks for, for reasons."""
+        parts = self.wants()
         parts.append(", ".join(self.platforms))
         return ", ".join(parts)
 

@@ -56,7 +56,6 @@ def tree(needs: Needs, default_infrastructure: str = "auto") -> tuple[str, froze
     else:
         steps.append(Step("Build method?", f"{needs.method}: Packer, Nix and Paketo builds go to Kubernetes unless they "
                                            f"have special requirements ({rule.criterion})"))
-    special = needs.special
     if needs.air_gapped or needs.legacy:
         words = " and ".join(w for w, on in (("air-gapped", needs.air_gapped), ("legacy-system", needs.legacy)) if on)
         steps.append(Step("Special requirements?", f"{words}: these builds go to build nodes only"))
