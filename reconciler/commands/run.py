@@ -57,6 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--branch", default=None, help="branch to reconcile (default: the remote's default branch)")
     src.add_argument("--workdir", default=os.environ.get("IMAGE_FACTORY_WORKDIR"), metavar="DIR",
                      help="persistent work directory for the clone and caches (default: $IMAGE_FACTORY_WORKDIR)")
+    src.add_argument("--offline", action="store_true",
+                     help="select, render and plan on every trigger, but contact no cluster and write no status "
+                          "(developer mode with --watch-local; benchmarks)")
 
     trig = parser.add_argument_group("triggers")
     trig.add_argument("--poll-interval", type=duration, default=60.0, metavar="DURATION",

@@ -529,6 +529,7 @@ def run_pass(triggers: list, context: Any) -> PassReport:
     key = (repo, opts.get("branch"), workdir)
     reconciler = _RECONCILERS.get(key)
     if reconciler is None:
-        reconciler = _RECONCILERS[key] = Reconciler(PassOptions(repo, workdir, branch=opts.get("branch")))
+        reconciler = _RECONCILERS[key] = Reconciler(PassOptions(repo, workdir, branch=opts.get("branch"),
+                                                                           offline=bool(opts.get("offline"))))
     context.checkpoint()
     return reconciler.run_once(mark_applied=getattr(context, "mark_applied", None))
