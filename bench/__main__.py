@@ -1,23 +1,33 @@
 """`python -m bench [--quick] [--only NAME ...] [--json FILE]`: the product's benchmarks, one table.
 
 Each benchmark is a module `bench/bench_<name>.py` with a `run(quick: bool) -> dict` that
-returns its figures (seconds as `*_s`, milliseconds as `*_ms`, ratios as `ratio_*`). Figures
-are medians of several runs; comparisons with other tools are measured in the same run.
+returns its figures (seconds as `*_s`, milliseconds as `*_ms`, megabytes as `*_mb`, ratios as
+`ratio_*`). Figures are medians of several runs; comparisons with other tools are measured in
+the same run.
+
+Every benchmark runs in a child process of its own (`python -m bench._one NAME`), so that
+`peak_rss_mb` (the child's VmHWM) is that benchmark's own peak, and a benchmark that fails
+or crashes is reported with its error while the others still run (exit code 1).
+Processes a benchmark starts itself (an API server, `image-factory run`) are not in its
+`peak_rss_mb`; the benchmarks that start them report their memory as separate figures.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import platform
+import signal
+import subprocess
 import sys
+import tempfile
+import threading
 import time
+from collections import deque
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
+ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent
 
 
@@ -30,41 +40,158 @@ def machine() -> dict:
             "date": time.strftime("%Y-%m-%d")}
 
 
+def run_child(name: str, quick: bool, timeout: float) -> dict:
+    """Run one benchmark in its own process; its figures, or ``{"error": ...}``."""
+    with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
+        out = Path(tmp) / "figures.json"
+        command = [sys.executable, "-m", "bench._one", name, "--out", str(out)] + (["--quick"] if quick else [])
+        # A session of its own: on a timeout the whole group (the benchmark and whatever it
+        # started) is stopped, and a Ctrl-C at the terminal reaches it only through us.
+        proc = subprocess.Popen(command, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, errors="replace", start_new_session=True,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        tail: deque[str] = deque(maxlen=30)
+        reader = threading.Thread(target=_relay, args=(proc, name, tail), daemon=True)
+        reader.start()
+        try:
+            code = proc.wait(timeout)
+            timed_out = False
+        except (subprocess.TimeoutExpired, KeyboardInterrupt) as exc:
+            _stop_group(proc)
+            code, timed_out = proc.returncode, isinstance(exc, subprocess.TimeoutExpired)
+            if not timed_out:
+                raise
+        reader.join(5)
+        figures: dict = {}
+        if out.exists():
+            try:
+                figures = json.loads(out.read_text())
+            except ValueError:
+                figures = {}
+        if timed_out:
+            figures = {"error": f"timed out after {timeout:g} s", **{k: v for k, v in figures.items() if k != "error"}}
+        elif code != 0 and "error" not in figures:
+            how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+            last = next((line for line in reversed(tail) if line.strip()), "")
+            figures = {"error": f"benchmark process {how}" + (f": {last.strip()}" if last else ""), **figures}
+        return figures
+
+
+class _Progress:
+    """``running NAME ... 12.3 s`` on one stderr line, unless the benchmark printed meanwhile."""
+
+    def __init__(self) -> None:
+        self.open = False
+        self.lock = threading.Lock()
+
+    def begin(self, text: str) -> None:
+        with self.lock:
+            print(text, end="", file=sys.stderr, flush=True)
+            self.open = True
+
+    def line(self, text: str) -> None:
+        with self.lock:
+            if self.open:
+                print(file=sys.stderr)
+                self.open = False
+            print(text, file=sys.stderr, flush=True)
+
+    def end(self, text: str, prefix: str) -> None:
+        with self.lock:
+            print((" " if self.open else prefix + " ") + text, file=sys.stderr, flush=True)
+            self.open = False
+
+
+PROGRESS = _Progress()
+
+
+def _relay(proc: subprocess.Popen, name: str, tail: deque) -> None:
+    """The child's output, prefixed with its name, onto our stderr (progress and tracebacks)."""
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        tail.append(line.rstrip("\n"))
+        PROGRESS.line(f"  [{name}] {line.rstrip()}")
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    """TERM, then KILL, to the child's own process group (started with start_new_session)."""
+    for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller inputs, fewer runs (under a minute)")
     parser.add_argument("--only", nargs="*", default=None, help=f"benchmarks to run (of: {', '.join(available())})")
     parser.add_argument("--json", default="bench/results/latest.json", help="where to write the figures")
+    parser.add_argument("--timeout", type=float, default=3600, help="seconds one benchmark may take (default: 3600)")
     args = parser.parse_args(argv)
+    names = args.only or available()
+    unknown = [n for n in names if n not in available()]
+    if unknown:
+        parser.error(f"no such benchmark: {', '.join(unknown)} (of: {', '.join(available())})")
     results = {"machine": machine(), "quick": args.quick, "benchmarks": {}}
     failed = 0
-    for name in args.only or available():
-        module = importlib.import_module(f"bench.bench_{name}")
-        if not hasattr(module, "run"):
-            continue
-        print(f"running {name} ...", file=sys.stderr, flush=True)
-        try:
-            results["benchmarks"][name] = module.run(quick=args.quick)
-        except Exception as exc:  # a benchmark that cannot run (no control plane) is reported, not fatal
+    started = time.perf_counter()
+    for name in names:
+        PROGRESS.begin(f"running {name} ...")
+        start = time.perf_counter()
+        figures = run_child(name, args.quick, args.timeout)
+        figures["wall_s"] = round(time.perf_counter() - start, 1)
+        results["benchmarks"][name] = figures
+        if "error" in figures:
             failed += 1
-            results["benchmarks"][name] = {"error": f"{type(exc).__name__}: {exc}"}
+            PROGRESS.end(f"FAILED after {figures['wall_s']} s: {_first_line(figures['error'])}",
+                         f"running {name} ...")
+        else:
+            PROGRESS.end(f"{figures['wall_s']} s, peak RSS {figures.get('peak_rss_mb', '?')} MB",
+                         f"running {name} ...")
+    results["wall_s"] = round(time.perf_counter() - started, 1)
     print(table(results))
     os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
     with open(args.json, "w") as fh:
         json.dump(results, fh, indent=2)
-    print(f"\nfigures written to {args.json}", file=sys.stderr)
+    print(f"\n{len(names)} benchmarks in {results['wall_s']} s"
+          + (f", {failed} failed" if failed else "") + f"; figures written to {args.json}", file=sys.stderr)
     return 1 if failed else 0
 
 
+def _first_line(text: object, limit: int = 160) -> str:
+    line = str(text).strip().splitlines()[0] if str(text).strip() else ""
+    return line if len(line) <= limit else line[:limit - 3] + "..."
+
+
+# Shown first in each benchmark's rows, in this order; the rest keep the benchmark's order.
+_FIRST = ("error", "wall_s", "peak_rss_mb")
+
+
 def table(results: dict) -> str:
-    rows = [("benchmark", "figure", "value")]
+    """One row per figure; the benchmark's name on its first row only, a rule between benchmarks."""
+    header = ("benchmark", "figure", "value")
+    groups = []
     for name, figures in results["benchmarks"].items():
-        for key, value in figures.items():
-            rows.append((name, key, str(value)))
+        keys = [k for k in _FIRST if k in figures] + [k for k in figures if k not in _FIRST]
+        groups.append([(name if i == 0 else "", key, _first_line(figures[key])) for i, key in enumerate(keys)])
+    rows = [header] + [row for group in groups for row in group]
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
+
+    def fmt(row: tuple[str, str, str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip()
+
+    lines = [fmt(header), "  ".join("-" * w for w in widths)]
+    for i, group in enumerate(groups):
+        if i:
+            lines.append("")
+        lines.extend(fmt(row) for row in group)
     return "\n".join(lines)
 
 
