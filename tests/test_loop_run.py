@@ -29,13 +29,10 @@ SECRET = "run-test-webhook-secret-42"
 
 RUNNER = textwrap.dedent("""
     import importlib.util, sys
-    if sys.argv[1] == "-":
-        sys.modules["reconciler.loop.passing"] = None  # as if the module did not exist
-    else:
-        spec = importlib.util.spec_from_file_location("reconciler.loop.passing", sys.argv[1])
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules["reconciler.loop.passing"] = module
+    spec = importlib.util.spec_from_file_location("reconciler.loop.passing", sys.argv[1])
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sys.modules["reconciler.loop.passing"] = module
     from reconciler.cli import main
     sys.exit(main(sys.argv[2:]))
 """)
@@ -62,18 +59,21 @@ FAKE_PASS = textwrap.dedent("""
         context.mark_applied()
         note(f"end {context.number}")
         return types.SimpleNamespace(exit_code=0, revision="c" * 40, applied=1, pruned=0, errors=[])
+
+    def close_all():
+        note("closed")
 """)
 
 
 class RunProcess:
-    def __init__(self, tmp_path: Path, *args: str, env: dict[str, str] | None = None, fake: bool = True) -> None:
+    def __init__(self, tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.events = tmp_path / f"events-{time.monotonic_ns()}.txt"
         self.events.touch()
         fake_path = tmp_path / "fake_pass.py"
         fake_path.write_text(FAKE_PASS)
         full_env = {**os.environ, "FAKE_PASS_EVENTS": str(self.events), "PYTHONUNBUFFERED": "1", **(env or {})}
         full_env.pop("IMAGE_FACTORY_WEBHOOK_SECRET", None) if "IMAGE_FACTORY_WEBHOOK_SECRET" not in (env or {}) else None
-        self.proc = subprocess.Popen([sys.executable, "-c", RUNNER, str(fake_path) if fake else "-", "run", *args],
+        self.proc = subprocess.Popen([sys.executable, "-c", RUNNER, str(fake_path), "run", *args],
                                      cwd=ROOT, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -164,21 +164,13 @@ def github_push(port: int, secret: str = SECRET, after: str = "b" * 40) -> tuple
 BASE = ("--listen", "127.0.0.1:0", "--poll-interval", "off", "--branch", "main")
 
 
-def test_pass_not_available_exits_2(processes, tmp_path):
-    p = start(processes, tmp_path, *BASE, fake=False)
-    assert p.proc.wait(30) == 2
-    p._reader.join(5)
-    assert "reconcile pass not available yet" in p.log
-    assert "Traceback" not in p.log
-
-
 def test_sigterm_mid_pass_abandons_it_at_a_safe_point_and_exits_0(processes, tmp_path):
     p = start(processes, tmp_path, *BASE, env={"FAKE_PASS_SECONDS": "60"})
     p.wait_events(lambda ev: any(e.startswith("start 1 start") for e in ev))
     t0 = time.monotonic()
     assert p.stop(signal.SIGTERM) == 0
     assert time.monotonic() - t0 < 5
-    assert "end 1" not in p.events_()
+    assert "end 1" not in p.events_() and p.events_()[-1] == "closed"  # watches and connections closed
     assert "pass 1 abandoned at a safe point: received SIGTERM" in p.log
     assert p.lines[-1].endswith("stopped")
     assert "Traceback" not in p.log
@@ -188,7 +180,7 @@ def test_sigterm_mid_pass_without_safe_points_lets_it_finish(processes, tmp_path
     p = start(processes, tmp_path, *BASE, env={"FAKE_PASS_SECONDS": "1.5", "FAKE_PASS_SAFE_POINTS": "0"})
     p.wait_events(lambda ev: any(e.startswith("start 1") for e in ev))
     assert p.stop(signal.SIGTERM) == 0
-    assert p.events_()[-1] == "end 1"
+    assert p.events_()[-2:] == ["end 1", "closed"]
     assert "pass 1 ok" in p.log and "left unfinished" not in p.log
 
 

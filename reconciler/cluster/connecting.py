@@ -113,6 +113,11 @@ class Connection:
     def get_json(self, path: str, **kwargs: Any) -> Any:
         return self.request("GET", path, **kwargs).json()
 
+    def stream(self, path: str, **kwargs: Any) -> Any:
+        """A watch: JSON documents as they arrive (see ``Transport.stream``)."""
+        self.last_used = self.clock()
+        return self.transport.stream(path, **kwargs)
+
     def note_write(self, rt: ResourceType, obj: Any) -> None:
         """Remember the resourceVersion a write returned, per resource type, so that LISTs from
         the watch cache wait until the cache has caught up with our own writes."""

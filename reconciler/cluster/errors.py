@@ -97,6 +97,11 @@ class Invalid(ClusterRejected):
     """400/422: the object does not validate."""
 
 
+class Expired(ClusterRejected):
+    """410 Gone: the resourceVersion asked for is older than the server keeps (a watch that
+    fell behind, or one started before an API server restart): list again."""
+
+
 class ConnectFailed(ClusterError, TerminalError):
     """A connection could not be built: auth settings, credentials, or an exec plugin."""
 
@@ -106,7 +111,7 @@ class ConnectUnavailable(ClusterError, TransientError):
 
 
 _BY_STATUS: dict[int, type[ClusterRejected]] = {401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict,
-                                               400: Invalid, 422: Invalid}
+                                               410: Expired, 400: Invalid, 422: Invalid}
 
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 

@@ -177,14 +177,23 @@ def list_objects(conn: Connection, api_version: str, kind: str, *, selector: str
         if response.status != 504:
             return _items(response.json() or {}, api_version, kind)
         # "Too large resource version": the cache lags; read from etcd instead.
+    return list_pages(conn, path, api_version, kind, query, what)[0]
+
+
+def list_pages(conn: Connection, path: str, api_version: str, kind: str, query: dict[str, Any],
+               what: str) -> tuple[list[dict[str, Any]], str]:
+    """A consistent LIST from etcd in pages of ``PAGE``: the items and the list's
+    resourceVersion (where a watch of the same objects starts)."""
     items: list[dict[str, Any]] = []
-    query["limit"] = PAGE
+    version = ""
+    query = {**query, "limit": PAGE}
     while True:
         doc = conn.get_json(path, query=query, what=what) or {}
+        version = version or str((doc.get("metadata") or {}).get("resourceVersion") or "")
         items.extend(_items(doc, api_version, kind))
         token = (doc.get("metadata") or {}).get("continue")
         if not token:
-            return items
+            return items, version
         query = {**query, "continue": token}
 
 

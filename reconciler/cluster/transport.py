@@ -269,6 +269,50 @@ class Transport:
     def get_json(self, path: str, **kwargs: Any) -> Any:
         return self.request("GET", path, **kwargs).json()
 
+    def stream(self, path: str, *, query: Mapping[str, Any] | None = None, read_timeout: float,
+               what: str | None = None, opened: Callable[[Any], None] | None = None) -> Iterator[Any]:
+        """A GET whose answer is a stream of JSON documents, one per line (a watch): yields
+        each decoded document as it arrives, until the server ends the stream.
+
+        One attempt, no retries: the caller decides how to resume (a watch resumes from the
+        last resourceVersion it saw). Failures raise the same ``ClusterError`` types as
+        :meth:`request`; a 401 refreshes a refreshable credential first, for the next attempt.
+        ``opened(response)`` receives the live response, so another thread can end the stream
+        with ``response.shutdown()``."""
+        url = self.server + path + (("?" + urlencode(query, doseq=True)) if query else "")
+        what = what or f"watch {path}"
+        headers = dict(self._headers)
+        self.limiter.acquire()
+        self._auth(headers)
+        timeout = urllib3.Timeout(connect=self.settings.connect_timeout, read=read_timeout)
+        try:
+            raw = self._pool.request("GET", url, headers=headers, preload_content=False, timeout=timeout,
+                                     redirect=False)
+        except (Urllib3Error, OSError) as exc:
+            self._count("GET", path, None, False)
+            raise self._connection_error(exc, what) from None
+        self._count("GET", path, raw.status, False)
+        try:
+            if raw.status != 200:
+                body = raw.read()
+                if raw.status == 401 and self._token is not None:
+                    self._token.refresh()
+                raise error_for_status(raw.status, body, what=what, provider=self.provider, secrets=self.secrets(),
+                                       retry_after=_retry_after(raw.headers.get("Retry-After")))
+            if opened is not None:
+                opened(raw)
+            try:
+                for line in raw:
+                    if line.strip():
+                        yield json.loads(line)
+            except (Urllib3Error, OSError) as exc:
+                raise self._connection_error(exc, what) from None
+            except ValueError:
+                raise ClusterUnavailable(f"{what}: the stream carried something that is not JSON",
+                                         provider=self.provider, reason="BadStream") from None
+        finally:
+            raw.release_conn()
+
     def close(self) -> None:
         self._pool.clear()
 

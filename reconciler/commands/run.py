@@ -11,7 +11,7 @@ SIGINT: stop taking triggers, let the running pass reach a safe point, release t
 exit 0.
 
 exit codes: 0 stopped by SIGTERM/SIGINT, 2 could not start (bad arguments, port in use,
-unreadable webhook secret, no cluster for --leader-elect, reconcile pass not available).
+unreadable webhook secret, no cluster for --leader-elect).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import sys
 from pathlib import Path
 
 HELP = __doc__
@@ -118,31 +117,14 @@ def _lease_namespace(args: argparse.Namespace) -> str:
         return "image-factory"
 
 
-def _load_pass():
-    """``reconciler.loop.passing.run_pass``, or None when that module is not there yet."""
-    import importlib
-
-    try:
-        module = importlib.import_module("reconciler.loop.passing")
-    except ModuleNotFoundError as exc:
-        if exc.name in ("reconciler.loop.passing",):
-            return None
-        raise
-    return getattr(module, "run_pass", None)
-
-
 def run(args: argparse.Namespace) -> int:
     from .. import logging as flog
     from ..errors import UsageError
 
     log = flog.setup(fmt=args.log_format, level=args.log_level)
-    run_pass = _load_pass()
-    if run_pass is None:
-        print("image-factory run: reconcile pass not available yet", file=sys.stderr)
-        return 2
-
     from ..loop.election import LocalElector, default_identity
     from ..loop.metrics import Metrics
+    from ..loop.passing import close_all, run_pass
     from ..loop.running import Loop
     from ..loop.server import HttpServer
     from ..loop.triggers import ClusterWatchSource, FileWatcher, Poller, TriggerQueue
@@ -207,4 +189,7 @@ def run(args: argparse.Namespace) -> int:
                  extra=flog.fields(port=loop.server.port))
     log.info("starting", extra=flog.fields(repo=args.repo, branch=args.branch, identity=identity,
                                            leader_elect=args.leader_elect, poll_interval=args.poll_interval))
-    return loop.run()
+    try:
+        return loop.run()
+    finally:
+        close_all()

@@ -93,7 +93,9 @@ class PassReport:
 class Reconciler:
     """State kept between passes: the mirror, the blob cache, cluster connections."""
 
-    def __init__(self, options: PassOptions) -> None:
+    def __init__(self, options: PassOptions, on_run_change: Any = None) -> None:
+        """``on_run_change(RunEvent)``: when given (``image-factory run``), every provider's
+        PipelineRuns and Jobs are watched after each pass, and a run changing state calls it."""
         from ..source.loading import Loader
         from ..source.remote import Mirror
 
@@ -108,15 +110,26 @@ class Reconciler:
         self._render_cache = CachingRenderer(None)
         self._ours: set[str] = set()  # status commits this process made (no need to re-verify)
         self._changes: dict[tuple[str, str], Any] = {}
+        self._watches = None
+        if on_run_change is not None and not options.offline:
+            from ..cluster.watching import Watches
+
+            self._watches = Watches(on_run_change)
 
     def close(self) -> None:
+        if self._watches is not None:
+            self._watches.stop()
         if self._pool is not None:
             self._pool.close()
 
     # --- the pass ----------------------------------------------------------------------
 
-    def run_once(self, mark_applied=None) -> PassReport:
+    def run_once(self, mark_applied=None, checkpoint=None) -> PassReport:
+        """One pass. ``checkpoint()`` is called at the safe points before apply (it raises to
+        abandon the pass: nothing was written yet); once applying starts, the pass finishes
+        with its status write, so what was applied is recorded."""
         started = time.monotonic()
+        checkpoint = checkpoint or (lambda: None)
         report = PassReport(offline=self.options.offline)
         self.mirror.ensure()
         self.mirror.fetch()
@@ -133,11 +146,13 @@ class Reconciler:
 
         snap, unauthorized = self._authorize(snap, last, tip, identity)
         report.unauthorized = sorted(f"{path}: {msg}" for path, msg in unauthorized.items())
+        checkpoint()
 
         health, unreachable = ({}, {}) if self.options.offline else self._health(snap)
         report.providers = {n: h.state for n, h in sorted(health.items())}
         for name, reason in sorted(unreachable.items()):
             report.errors.append(f"provider {name}: Unhealthy: {reason}")
+        checkpoint()
 
         from ..desired import compute_desired
 
@@ -146,12 +161,14 @@ class Reconciler:
         renderer = self._render_cache.begin(revisions, self._renderer(snap, unreachable))
         desired = compute_desired(snap, health=health, load=load, revision=source_rev, renderer=renderer)
         clusters = _without_finished_runs(desired, snap)
+        checkpoint()
         runs, applied_ok = {}, {}
         if not self.options.offline:
-            runs, applied_ok = self._sync(snap, clusters, unreachable, report)
+            runs, applied_ok, observed = self._sync(snap, clusters, unreachable, report)
             report.applied_at = time.time()
             if mark_applied:
                 mark_applied()
+            self._follow(snap, unreachable, observed)
         statuses = self._statuses(snap, desired, runs, applied_ok, unreachable, unauthorized, revisions, report)
         if self.options.offline and not self.options.write_status_offline:
             report.status_result = "not written (offline)"
@@ -287,7 +304,27 @@ class Reconciler:
         unreachable = {name: h.reason for name, h in health.items() if h.state == "Unhealthy"}
         return health, unreachable
 
-    def _sync(self, snap: Any, clusters: dict, unreachable: dict, report: PassReport) -> tuple[dict, dict]:
+    def _follow(self, snap: Any, unreachable: dict, observed: dict) -> None:
+        """Watch the runs of every provider reached this pass (seeded with what this pass
+        observed); an unreachable provider's watch keeps retrying; removed providers' stop."""
+        if self._watches is None:
+            return
+        from ..cluster import ClusterError
+        from ..clusters import links
+
+        pool, keyring = self._connections()
+        conns, keep = {}, []
+        for link in links(snap, keyring):
+            if link.name in unreachable:
+                keep.append(link.name)
+                continue
+            try:
+                conns[link.name] = pool.get(link.name, link.spec, link.credentials)
+            except (ClusterError, FactoryError):
+                keep.append(link.name)
+        self._watches.ensure(conns, keep=keep, known=observed)
+
+    def _sync(self, snap: Any, clusters: dict, unreachable: dict, report: PassReport) -> tuple[dict, dict, dict]:
         from ..cluster import Target, sync_all
         from ..clusters import links
 
@@ -298,12 +335,14 @@ class Reconciler:
         results = sync_all(pool, targets)
         runs: dict = {}
         applied_ok: dict = {}
+        observed: dict = {}  # provider -> {ObjectKey: RunState}
         for provider, sync in sorted(results.items()):
             if sync.error:
                 unreachable[provider] = sync.error
                 report.errors.append(f"provider {provider}: {sync.error}")
                 continue
-            for key, state in sync.runs().items():
+            observed[provider] = sync.runs()
+            for key, state in observed[provider].items():
                 runs[(provider, key.kind, key.namespace, key.name)] = state
             if sync.applied:
                 for result in sync.applied.results:
@@ -324,7 +363,7 @@ class Reconciler:
                         report.errors.append(f"{provider}: prune {r.describe()}")
                     elif r.action != "kept":
                         report.pruned.append(f"{provider}: {r.describe()}")
-        return runs, applied_ok
+        return runs, applied_ok, observed
 
     def _statuses(self, snap, desired, runs, applied_ok, unreachable, unauthorized, revisions,
                   report) -> dict[tuple[str, int], dict]:
@@ -529,7 +568,17 @@ def run_pass(triggers: list, context: Any) -> PassReport:
     key = (repo, opts.get("branch"), workdir)
     reconciler = _RECONCILERS.get(key)
     if reconciler is None:
+        watch = opts.get("cluster_watch")
+        on_run_change = (lambda event: watch.notify("watch", event.as_detail())) if watch is not None else None
         reconciler = _RECONCILERS[key] = Reconciler(PassOptions(repo, workdir, branch=opts.get("branch"),
-                                                                           offline=bool(opts.get("offline"))))
+                                                                offline=bool(opts.get("offline"))), on_run_change)
     context.checkpoint()
-    return reconciler.run_once(mark_applied=getattr(context, "mark_applied", None))
+    return reconciler.run_once(mark_applied=getattr(context, "mark_applied", None),
+                               checkpoint=getattr(context, "checkpoint", None))
+
+
+def close_all() -> None:
+    """Stop the watches and close the connections of every reconciler ``run_pass`` made."""
+    while _RECONCILERS:
+        _, reconciler = _RECONCILERS.popitem()
+        reconciler.close()
