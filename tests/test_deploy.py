@@ -357,3 +357,50 @@ def test_leader_election_works_with_the_service_account_token(control_plane, sa_
     assert elector.release()
     other = LeaseElector(api_client(kubeconfig), NS, "someone-elses-lease", "sa-test", timing=LeaseTiming(3, 2, 0.5))
     assert not other.try_acquire_or_renew()  # reading another Lease is forbidden (get is limited by name)
+
+
+def test_a_whole_pass_and_its_watch_run_as_the_service_account(control_plane, sa_token, tmp_path):
+    """The ClusterRole is enough for what a pass really sends: a repository whose provider
+    reaches the control plane with the service account's token is reconciled (health,
+    observe, apply, status back in Git), and its runs can be watched."""
+    import queue
+    import uuid
+
+    from reconciler.cluster import connect
+    from reconciler.cluster.watching import KindWatch
+
+    from .helpers import cli, git
+    from .test_cluster_support import kubeconfig_spec, write_kubeconfig
+    from .test_diff_live import local_repo
+
+    kubeconfig = write_kubeconfig(tmp_path / "sa-kubeconfig", control_plane.server, token=sa_token,
+                                  ca_file=control_plane.ca_file)
+    prefix = f"sa{uuid.uuid4().hex[:6]}-"
+    src = local_repo(tmp_path, kubeconfig, prefix, builds=("web/frontend", "data/etl-runner"))
+    provider = src / "providers/local.yaml"
+    provider.write_text(provider.read_text().replace("    context: admin\n", ""))
+    git(src, "init", "-q", "-b", "main")
+    git(src, "add", "-A")
+    git(src, "commit", "-q", "-m", "initial")
+    remote = tmp_path / "remote.git"
+    git(tmp_path, "clone", "-q", "--bare", str(src), str(remote))
+    try:
+        proc = cli("reconcile", "--once", "--repo", str(remote), "--workdir", str(tmp_path / "w"), "-o", "json")
+        report = json.loads(proc.stdout)
+        assert proc.returncode == 0, (report["errors"], proc.stderr)
+        assert report["providers"]["local"] in ("Healthy", "Degraded")
+        assert sum("PipelineRun" in a for a in report["applied"]) == 2 and report["status"]["result"] == "pushed"
+
+        seen: queue.Queue = queue.Queue()
+        conn = connect("local", kubeconfig_spec(kubeconfig))
+        watch = KindWatch(conn, "tekton.dev/v1", "PipelineRun", seen.put, known={}).start()
+        try:
+            first = seen.get(timeout=10)  # the LIST as the service account, then the watch
+            assert first.namespace.startswith(prefix) and first.phase == "Pending"
+            assert watch.streaming.wait(10) and watch.counts["reconnects"] == 0
+        finally:
+            watch.stop()
+            conn.close()
+    finally:
+        for team in ("web", "data"):
+            control_plane.kubectl("delete", "namespace", f"{prefix}{team}", "--wait=false", check=False)

@@ -8,7 +8,7 @@
 - **Server-side apply**, field manager ``image-factory``, ``force=false``: a field another
   manager owns is reported as a conflict (``ObjectResult.conflicts``: field and manager), never
   taken over, unless ``settings.force_conflicts`` (or ``force=True``) says so.
-- **Order**: Namespaces, then RBAC (ServiceAccounts, Roles, Bindings), then the rest; objects
+- **Order**: Namespaces, then ServiceAccounts and Roles, then their bindings, then the rest; objects
   in a Namespace that failed to apply are skipped with that reason.
 - **Bounded concurrency** (``settings.concurrency``) within each phase.
 - **Per-object failures** are recorded on that object (and its build), the others go on.
@@ -32,8 +32,11 @@ from .settings import FIELD_MANAGER, MANAGED_BY_LABEL, MANAGED_BY_VALUE
 
 Action = Literal["created", "updated", "unchanged", "conflict", "failed", "skipped"]
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"  # JSON is YAML
-_RBAC = {("", "ServiceAccount"), ("rbac.authorization.k8s.io", "Role"), ("rbac.authorization.k8s.io", "ClusterRole"),
-         ("rbac.authorization.k8s.io", "RoleBinding"), ("rbac.authorization.k8s.io", "ClusterRoleBinding")}
+_ROLES = {("", "ServiceAccount"), ("rbac.authorization.k8s.io", "Role"), ("rbac.authorization.k8s.io", "ClusterRole")}
+# A binding comes after its role: unless the applier may ``bind``, the API server checks that
+# the role's rules are the applier's own, and answers 404 while the role does not exist yet.
+_BINDINGS = {("rbac.authorization.k8s.io", "RoleBinding"), ("rbac.authorization.k8s.io", "ClusterRoleBinding")}
+PHASES = (0, 1, 2, 3)
 
 
 @dataclass(frozen=True)
@@ -96,9 +99,11 @@ def phase_of(obj: dict[str, Any]) -> int:
     key = key_of(obj)
     if (key.group, key.kind) == ("", "Namespace"):
         return 0
-    if (key.group, key.kind) in _RBAC:
+    if (key.group, key.kind) in _ROLES:
         return 1
-    return 2
+    if (key.group, key.kind) in _BINDINGS:
+        return 2
+    return 3
 
 
 def apply_objects(conn: Connection, desired: Iterable[dict[str, Any]], observed: Observed | None = None, *,
@@ -159,11 +164,11 @@ def apply_objects(conn: Connection, desired: Iterable[dict[str, Any]], observed:
     if observed is None and ready:
         observed = observe(conn, kinds_for([o for _, o, _ in ready], extra=()))
 
-    # 4. phases: namespaces, RBAC, the rest
+    # 4. phases: namespaces, service accounts and roles, bindings, the rest
     failed_namespaces: dict[str, str] = {}
     workers = max(1, settings.concurrency)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"apply-{conn.provider}") as pool:
-        for phase in (0, 1, 2):
+        for phase in PHASES:
             batch = [(i, o, rt) for i, o, rt in ready if phase_of(o) == phase]
             todo: list[tuple[int, dict[str, Any], ResourceType, Verdict | None]] = []
             for i, obj, rt in batch:
