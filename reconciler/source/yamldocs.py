@@ -130,13 +130,14 @@ _EXPLICIT = {
 
 
 class _Frame:
-    __slots__ = ("container", "path", "key", "key_line", "weight", "anchor", "merges", "line")
+    __slots__ = ("container", "path", "key", "key_line", "key_plain", "weight", "anchor", "merges", "line")
 
     def __init__(self, container, path, anchor, line):
         self.container = container
         self.path = path
         self.key = _NO_KEY
         self.key_line = 0
+        self.key_plain = False
         self.weight = 1
         self.anchor = anchor
         self.merges = None
@@ -307,7 +308,8 @@ class _Composer:
                 lines[()] = line
                 root.append(value)
                 continue
-            self._attach(stack[-1], value, weight, line, lines)
+            self._attach(stack[-1], value, weight, line, lines,
+                         cls is scalar_event and not event.style and event.implicit[0])
             nodes += weight
             if nodes > MAX_NODES:
                 self._abort(line, "", f"document expands to more than {MAX_NODES:,} values (an alias bomb?)")
@@ -320,7 +322,7 @@ class _Composer:
             self._abort(line, format_path(parent.path), "a mapping or list cannot be used as a key")
         return parent.path + (parent.key,)
 
-    def _attach(self, frame: _Frame, value: Any, weight: int, line: int, lines: dict) -> None:
+    def _attach(self, frame: _Frame, value: Any, weight: int, line: int, lines: dict, plain: bool = False) -> None:
         frame.weight += weight
         container = frame.container
         if isinstance(container, list):
@@ -330,18 +332,19 @@ class _Composer:
         if frame.key is _NO_KEY:
             if isinstance(value, (dict, list)):
                 self._abort(line, format_path(frame.path), "a mapping or list cannot be used as a key")
-            frame.key, frame.key_line = value, line
+            # Keys are text from here on (the fast paths compare them with text keys).
+            if not isinstance(value, str):
+                value = str(value).lower() if isinstance(value, bool) else str(value)
+            frame.key, frame.key_line, frame.key_plain = value, line, plain
             return
         key, key_line = frame.key, frame.key_line
         frame.key = _NO_KEY
-        if key == "<<" and self._last_key_plain:
+        if key == "<<" and frame.key_plain:
             merged = value if isinstance(value, list) else [value]
             if not all(isinstance(m, dict) for m in merged):
                 self._abort(key_line, format_path(frame.path), "a merge key (<<) needs a mapping or a list of mappings")
             frame.merges = (frame.merges or []) + merged
             return
-        if not isinstance(key, str):
-            key = str(key).lower() if isinstance(key, bool) else str(key)
         if key in container:
             self.problems.append(ParseProblem(
                 key_line, format_path(frame.path + (key,)),
@@ -350,14 +353,10 @@ class _Composer:
         lines[frame.path + (key,)] = key_line
         container[key] = value
 
-    _last_key_plain = False
-
     def _scalar(self, event: yaml.ScalarEvent, stack: list[_Frame], line: int) -> Any:
         text = event.value
         is_key = bool(stack) and isinstance(stack[-1].container, dict) and stack[-1].key is _NO_KEY
         plain = not event.style and event.implicit[0]
-        if is_key:
-            self._last_key_plain = plain
         tag = event.tag
         if tag and tag != "!":
             self._check_tag(event, line, stack)
