@@ -66,14 +66,17 @@ FAKE_PASS = textwrap.dedent("""
 
 
 class RunProcess:
-    def __init__(self, tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, tmp_path: Path, *args: str, env: dict[str, str] | None = None, real: bool = False) -> None:
+        """``image-factory run *args`` with the stand-in pass, or with the real one (``real``)."""
         self.events = tmp_path / f"events-{time.monotonic_ns()}.txt"
         self.events.touch()
         fake_path = tmp_path / "fake_pass.py"
         fake_path.write_text(FAKE_PASS)
-        full_env = {**os.environ, "FAKE_PASS_EVENTS": str(self.events), "PYTHONUNBUFFERED": "1", **(env or {})}
+        full_env = {**os.environ, "FAKE_PASS_EVENTS": str(self.events), "PYTHONUNBUFFERED": "1",
+                    "PYTHONPATH": str(ROOT), **(env or {})}
         full_env.pop("IMAGE_FACTORY_WEBHOOK_SECRET", None) if "IMAGE_FACTORY_WEBHOOK_SECRET" not in (env or {}) else None
-        self.proc = subprocess.Popen([sys.executable, "-c", RUNNER, str(fake_path), "run", *args],
+        command = ["-m", "reconciler"] if real else ["-c", RUNNER, str(fake_path)]
+        self.proc = subprocess.Popen([sys.executable, *command, "run", *args],
                                      cwd=ROOT, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)

@@ -187,6 +187,16 @@ def test_select_all_reserves_slots_within_a_pass():
     assert {d.state for d in again.values()} == {"Admitted"}
 
 
+def test_started_builds_keep_their_slots_and_finished_ones_free_theirs():
+    """A build added later (b0 sorts first) never pushes a running build out of its slot, and a
+    finished build takes no slot."""
+    c = catalog(pools=[pool("only", "aws", "general", max_builds=2)], health=healthy())
+    builds = [_entity(build(name=f"b{i}"), "web") for i in range(4)]
+    decisions = select_all(builds, c, actor=Actor("x", DEVELOPER), standing={"b2": "running", "b3": "finished"})
+    assert {n: d.state for n, d in decisions.items()} == {"b0": "Admitted", "b1": "Queued", "b2": "Admitted",
+                                                          "b3": "Admitted"}
+
+
 # -- ties, determinism, confidence ------------------------------------------------------------
 
 def test_ties_go_to_priority_then_names():

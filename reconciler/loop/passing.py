@@ -159,7 +159,8 @@ class Reconciler:
         load = {name: 0 for name in snap.pools}
         revisions = _spec_revisions(snap, changed_paths, source_rev)
         renderer = self._render_cache.begin(revisions, self._renderer(snap, unreachable))
-        desired = compute_desired(snap, health=health, load=load, revision=source_rev, renderer=renderer)
+        desired = compute_desired(snap, health=health, load=load, revision=source_rev, renderer=renderer,
+                                  standing=_standing(snap, revisions))
         clusters = _without_finished_runs(desired, snap)
         checkpoint()
         runs, applied_ok = {}, {}
@@ -489,6 +490,21 @@ def _spec_revisions(snap: Any, changed_paths: frozenset[str] | None, source_rev:
         recorded = status.observedRevision if status is not None else None
         changed = changed_paths is None or entity.path in changed_paths or not recorded
         out[name] = source_rev if changed else recorded
+    return out
+
+
+def _standing(snap: Any, revisions: dict[str, str]) -> dict[str, str]:
+    """Builds whose status records a run of their current spec: ``"finished"`` or ``"running"``
+    (a build whose file changed since is a new request, whatever its old run did)."""
+    out = {}
+    for name, entity in snap.builds.items():
+        status = entity.model.status
+        if status is None or status.run is None or status.observedRevision != revisions.get(name):
+            continue
+        if status.phase in FINISHED:
+            out[name] = "finished"
+        elif status.phase in ("Pending", "Running"):
+            out[name] = "running"
     return out
 
 

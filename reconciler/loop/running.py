@@ -63,6 +63,7 @@ class Loop:
         self._started = time.monotonic()
         self._failures = 0
         self.passes = 0
+        self.left_running = False  # shutdown gave up waiting for a pass (the process should exit hard)
         self.stop_reason: str | None = None
         self.last_pass_end: float | None = None  # monotonic, passes that ran (ok or failed)
         self.last_outcome: str | None = None
@@ -117,6 +118,7 @@ class Loop:
             except Exception:  # noqa: BLE001 - keep shutting down
                 log.exception("a trigger source failed to stop")
         finished = self._wait_for_worker()
+        self.left_running = not finished
         try:
             # Never hand the lease over while a pass of ours may still be applying.
             self.elector.stop(release=finished)

@@ -47,14 +47,26 @@ def select(build: Any, catalog: Catalog, *, team: str | None = None, actor: Acto
 
 
 def select_all(builds: Mapping[str, Any] | Iterable[Any], catalog: Catalog,
-               actor: Actor | Callable[[Any], Actor] | None = None, reserve: bool = True) -> dict[str, Decision]:
-    """Decisions for many builds, keyed by build name, taken in order of (team, name).
+               actor: Actor | Callable[[Any], Actor] | None = None, reserve: bool = True,
+               standing: Mapping[str, str] | None = None) -> dict[str, Decision]:
+    """Decisions for many builds, keyed by build name.
 
     With ``reserve`` every Admitted build takes a slot of its pool for the builds after it,
     so one pass never admits more builds to a pool than its ``maxConcurrentBuilds``.
+
+    ``standing`` says where a build already is: ``"running"`` (its run was created and has
+    not finished) or ``"finished"``. Running builds are decided first, so builds added later
+    never push a started build out of its slot (and its run is never pruned for them);
+    finished builds are decided but take no slot. The rest follow in order of (team, name).
     """
+    standing = standing or {}
     items = list(builds.values()) if isinstance(builds, Mapping) else list(builds)
-    items.sort(key=lambda b: (getattr(b, "team", None) or "", getattr(b, "model", b).metadata.name))
+
+    def order(b: Any) -> tuple[int, str, str]:
+        name = getattr(b, "model", b).metadata.name
+        return (0 if standing.get(name) == "running" else 1, getattr(b, "team", None) or "", name)
+
+    items.sort(key=order)
     load = catalog.load
     out: dict[str, Decision] = {}
     # Selection makes many small objects and no reference cycles; with the whole repository
@@ -65,8 +77,11 @@ def select_all(builds: Mapping[str, Any] | Iterable[Any], catalog: Catalog,
         for build in items:
             model = getattr(build, "model", build)
             who = (actor(build) if callable(actor) else actor) or NOBODY
-            decision = decide(needs_of(model.spec), getattr(build, "team", None), who, catalog, load)
-            if reserve and decision.state == "Admitted":
+            finished = standing.get(model.metadata.name) == "finished"
+            # A finished build ran already: it neither waits for a slot nor holds one.
+            decision = decide(needs_of(model.spec), getattr(build, "team", None), who, catalog,
+                              catalog.load if finished else load)
+            if reserve and decision.state == "Admitted" and not finished:
                 load = load.admit(catalog.by_name[decision.pool])  # a new Load: earlier decisions keep theirs
             out[model.metadata.name] = decision
     finally:
