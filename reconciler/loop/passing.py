@@ -58,7 +58,8 @@ class PassReport:
     status_result: str = "unchanged"
     status_files: list[str] = field(default_factory=list)
     duration_s: float = 0.0
-    applied_at: float | None = None
+    applied_at: float | None = None  # time.monotonic() when apply ended (the loop's trigger-to-apply latency)
+    steps: dict[str, float] = field(default_factory=dict)  # seconds per step, in order
 
     @property
     def exit_code(self) -> int:
@@ -87,7 +88,7 @@ class PassReport:
                 "errors": self.errors, "providers": self.providers, "phases": self.build_phases,
                 "placements": self.placements,
                 "status": {"result": self.status_result, "commit": self.status_commit, "files": self.status_files},
-                "durationSeconds": round(self.duration_s, 3)}
+                "durationSeconds": round(self.duration_s, 3), "stepSeconds": self.steps}
 
 
 class Reconciler:
@@ -131,14 +132,17 @@ class Reconciler:
         started = time.monotonic()
         checkpoint = checkpoint or (lambda: None)
         report = PassReport(offline=self.options.offline)
+        step = _stepper(report.steps)
         self.mirror.ensure()
         self.mirror.fetch()
+        step("fetch")
         branch = self.options.branch or self._default_branch()
         tip = self.mirror.tip(branch)
         if tip is None:
             raise FactoryError(f"branch {branch} does not exist in {self.mirror.safe_url}")
         report.revision = tip
         snap = self.loader.load(self.mirror.tree(tip))
+        step("load")
         identity = _write_identity(snap)
         last = self.last_revision or self._recorded_revision(tip, identity)
         source_rev, changed_paths = self._source(tip, last, identity)
@@ -146,12 +150,14 @@ class Reconciler:
 
         snap, unauthorized = self._authorize(snap, last, tip, identity)
         report.unauthorized = sorted(f"{path}: {msg}" for path, msg in unauthorized.items())
+        step("authorize")
         checkpoint()
 
         health, unreachable = ({}, {}) if self.options.offline else self._health(snap)
         report.providers = {n: h.state for n, h in sorted(health.items())}
         for name, reason in sorted(unreachable.items()):
             report.errors.append(f"provider {name}: Unhealthy: {reason}")
+        step("health")
         checkpoint()
 
         from ..desired import compute_desired
@@ -162,19 +168,23 @@ class Reconciler:
         desired = compute_desired(snap, health=health, load=load, revision=source_rev, renderer=renderer,
                                   standing=_standing(snap, revisions))
         clusters = _without_finished_runs(desired, snap)
+        step("select+render")
         checkpoint()
         runs, applied_ok = {}, {}
         if not self.options.offline:
             runs, applied_ok, observed = self._sync(snap, clusters, unreachable, report)
-            report.applied_at = time.time()
+            report.applied_at = time.monotonic()
             if mark_applied:
                 mark_applied()
+            step("apply")
             self._follow(snap, unreachable, observed)
         statuses = self._statuses(snap, desired, runs, applied_ok, unreachable, unauthorized, revisions, report)
+        step("status")
         if self.options.offline and not self.options.write_status_offline:
             report.status_result = "not written (offline)"
         elif snap.factory is not None and snap.factory.spec.writeBack.enabled:
             self._write_back(snap, statuses, branch, identity, source_rev, report)
+            step("write-back")
         self.last_revision = source_rev
         report.duration_s = time.monotonic() - started
         return report
@@ -493,6 +503,18 @@ def _spec_revisions(snap: Any, changed_paths: frozenset[str] | None, source_rev:
     return out
 
 
+def _stepper(steps: dict[str, float]):
+    """``step(name)`` records the seconds since the previous step (or since it was made)."""
+    last = [time.monotonic()]
+
+    def step(name: str) -> None:
+        now = time.monotonic()
+        steps[name] = round(now - last[0], 4)
+        last[0] = now
+
+    return step
+
+
 def _standing(snap: Any, revisions: dict[str, str]) -> dict[str, str]:
     """Builds whose status records a run of their current spec: ``"finished"`` or ``"running"``
     (a build whose file changed since is a new request, whatever its old run did)."""
@@ -589,8 +611,10 @@ def run_pass(triggers: list, context: Any) -> PassReport:
         reconciler = _RECONCILERS[key] = Reconciler(PassOptions(repo, workdir, branch=opts.get("branch"),
                                                                 offline=bool(opts.get("offline"))), on_run_change)
     context.checkpoint()
-    return reconciler.run_once(mark_applied=getattr(context, "mark_applied", None),
-                               checkpoint=getattr(context, "checkpoint", None))
+    report = reconciler.run_once(mark_applied=getattr(context, "mark_applied", None),
+                                 checkpoint=getattr(context, "checkpoint", None))
+    context.log.debug("pass steps: " + ", ".join(f"{k} {v * 1000:.0f}ms" for k, v in report.steps.items()))
+    return report
 
 
 def close_all() -> None:
