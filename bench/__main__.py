@@ -7,7 +7,8 @@ the same run.
 
 Every benchmark runs in a child process of its own (`python -m bench._one NAME`), so that
 `peak_rss_mb` (the child's VmHWM) is that benchmark's own peak, and a benchmark that fails
-or crashes is reported with its error while the others still run (exit code 1).
+or crashes is reported with its error while the others still run (exit code 1). `wall_s` and
+`cpu_s` (user + system time of the child and the processes it waited for) are added too.
 Processes a benchmark starts itself (an API server, `image-factory run`) are not in its
 `peak_rss_mb`; the benchmarks that start them report their memory as separate figures.
 """
@@ -15,9 +16,11 @@ Processes a benchmark starts itself (an API server, `image-factory run`) are not
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
+import resource
 import signal
 import subprocess
 import sys
@@ -25,10 +28,14 @@ import tempfile
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
+
+from bench import controlplane  # noqa: E402
 
 
 def available() -> list[str]:
@@ -142,19 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     results = {"machine": machine(), "quick": args.quick, "benchmarks": {}}
     failed = 0
     started = time.perf_counter()
-    for name in names:
-        PROGRESS.begin(f"running {name} ...")
-        start = time.perf_counter()
-        figures = run_child(name, args.quick, args.timeout)
-        figures["wall_s"] = round(time.perf_counter() - start, 1)
-        results["benchmarks"][name] = figures
-        if "error" in figures:
-            failed += 1
-            PROGRESS.end(f"FAILED after {figures['wall_s']} s: {_first_line(figures['error'])}",
-                         f"running {name} ...")
-        else:
-            PROGRESS.end(f"{figures['wall_s']} s, peak RSS {figures.get('peak_rss_mb', '?')} MB",
-                         f"running {name} ...")
+    with shared_control_plane(names) as names:
+        for name in names:
+            failed += _run_one(name, args, results)
     results["wall_s"] = round(time.perf_counter() - started, 1)
     print(table(results))
     os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
@@ -165,13 +162,59 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failed else 0
 
 
+def _run_one(name: str, args: argparse.Namespace, results: dict) -> int:
+    """Run one benchmark, record its figures; 1 when it failed."""
+    PROGRESS.begin(f"running {name} ...")
+    start, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    figures = run_child(name, args.quick, args.timeout)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    figures["wall_s"] = round(time.perf_counter() - start, 1)
+    # CPU of the benchmark process and of the processes it waited for (`run`, git, kubectl;
+    # not a daemonized API server): next to wall_s, it shows how busy the machine was.
+    figures["cpu_s"] = round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 1)
+    results["benchmarks"][name] = figures
+    if "error" in figures:
+        PROGRESS.end(f"FAILED after {figures['wall_s']} s: {_first_line(figures['error'])}", f"running {name} ...")
+        return 1
+    PROGRESS.end(f"{figures['wall_s']} s, peak RSS {figures.get('peak_rss_mb', '?')} MB", f"running {name} ...")
+    return 0
+
+
+@contextlib.contextmanager
+def shared_control_plane(names: list[str]) -> Iterator[list[str]]:
+    """When several selected benchmarks need an API server, start one for all of them
+    (bench/controlplane.py); yields the names in the order to run them."""
+    users = [n for n in controlplane.USERS if n in names]
+    if len(users) < 2:
+        yield names
+        return
+    order = iter(users)
+    names = [next(order) if n in users else n for n in names]  # the users in USERS' order, in their slots
+    with tempfile.TemporaryDirectory(prefix="bench-control-plane-") as tmp:
+        PROGRESS.begin(f"starting an API server for {', '.join(users)} ...")
+        start = time.perf_counter()
+        try:
+            cp = controlplane.start(Path(tmp) / "control-plane")
+        except Exception as exc:  # noqa: BLE001 - each benchmark then tries its own, and reports why it failed
+            PROGRESS.end(f"failed: {_first_line(exc)}", "starting an API server ...")
+            yield names
+            return
+        PROGRESS.end(f"{time.perf_counter() - start:.1f} s", "starting an API server ...")
+        os.environ[controlplane.ENV] = str(cp.workdir)
+        try:
+            yield names
+        finally:
+            os.environ.pop(controlplane.ENV, None)
+            cp.stop()
+
+
 def _first_line(text: object, limit: int = 160) -> str:
     line = str(text).strip().splitlines()[0] if str(text).strip() else ""
     return line if len(line) <= limit else line[:limit - 3] + "..."
 
 
 # Shown first in each benchmark's rows, in this order; the rest keep the benchmark's order.
-_FIRST = ("error", "wall_s", "peak_rss_mb")
+_FIRST = ("error", "wall_s", "cpu_s", "peak_rss_mb")
 
 
 def table(results: dict) -> str:

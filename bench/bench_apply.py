@@ -3,7 +3,8 @@
     python3 bench/bench_apply.py [--objects 500] [--runs 3] [--kubeconfig PATH]
 
 Without ``--kubeconfig`` it starts its own control plane (``tests/controlplane.py``: kube-apiserver
-1.20 + etcd + controller manager, CRDs installed) and stops it at the end.
+1.20 + etcd + controller manager, CRDs installed) and stops it at the end, or, under ``python -m
+bench``, uses the one the harness shares between benchmarks (``bench/controlplane.py``).
 
 Each run uses fresh namespaces (one for the reconciler, one for kubectl), so both create the
 same 500 PipelineRuns from nothing, then apply the very same set again (the unchanged pass):
@@ -127,17 +128,14 @@ def one_run(kubeconfig: str, count: int, workdir: Path) -> dict:
 def run(count: int = 500, runs: int = 3, kubeconfig: str | None = None, quick: bool = False) -> dict:
     if quick:
         count, runs = min(count, 100), 1
-    cp = None
     with tempfile.TemporaryDirectory(prefix="bench-apply-") as tmp:
         if kubeconfig is None:
-            from tests.controlplane import ControlPlane
-            cp = ControlPlane().start(Path(tmp) / "control-plane")
-            kubeconfig = str(cp.kubeconfig)
-        try:
+            from bench.controlplane import control_plane
+
+            with control_plane(Path(tmp)) as cp:
+                results = [one_run(str(cp.kubeconfig), count, Path(tmp)) for _ in range(runs)]
+        else:
             results = [one_run(kubeconfig, count, Path(tmp)) for _ in range(runs)]
-        finally:
-            if cp is not None:
-                cp.stop()
     median = {k: statistics.median(r[k] for r in results) for k in results[0]}
     out = {"objects": count, "runs": runs}
     for key, value in median.items():

@@ -2,7 +2,8 @@
 
     python3 bench/bench_latency.py [--pushes 50] [--quick]
 
-A real API server (``tests/controlplane.py``, as bench_apply; Tekton CRDs installed), a
+A real API server (``tests/controlplane.py``, as bench_apply, shared with it under ``python -m
+bench``: see bench/controlplane.py; Tekton CRDs installed), a
 GitOps repository as a real Git repository with a bare remote on disk whose one provider is
 that API server (``tests/test_diff_live.local_repo``), and ``python -m reconciler run --repo
 <remote> --listen 127.0.0.1:0 --poll-interval off --log-format json`` as a process of its own.
@@ -283,21 +284,16 @@ def measure(cp, tmp: Path, pushes: int) -> dict:
 
 
 def run(quick: bool = False, pushes: int | None = None) -> dict:
-    from tests.controlplane import ControlPlane
+    from bench.controlplane import control_plane
 
     pushes = pushes or (10 if quick else 50)
     tmp = Path(tempfile.mkdtemp(prefix="bench-latency-"))
-    cp = None
     try:
-        start = time.perf_counter()
-        cp = ControlPlane().start(tmp / "control-plane")
-        started_s = time.perf_counter() - start
-        result = measure(cp, tmp, pushes)
+        with control_plane(tmp) as cp:
+            result = measure(cp, tmp, pushes)
     finally:
-        if cp is not None:
-            cp.stop()
         shutil.rmtree(tmp, ignore_errors=True)
-    return {"pushes": pushes, **result, "control_plane_start_s": round(started_s, 1)}
+    return {"pushes": pushes, **result}
 
 
 if __name__ == "__main__":

@@ -168,7 +168,7 @@ def measure(builds_n: int = 10_000, providers_n: int = 50, pools_n: int = 200, s
 
 def run(quick: bool = False) -> dict:
     """Entry point of ``python -m bench``."""
-    return measure(runs=3 if quick else 7)
+    return measure(builds_n=2_000, runs=3) if quick else measure(runs=7)
 
 
 def main() -> int:

@@ -177,7 +177,7 @@ class RunProcess:
         finally:
             conn.close()
 
-    def wait_idle(self, quiet: float = 0.3, timeout: float = 120) -> int:
+    def wait_idle(self, quiet: float = 0.25, timeout: float = 120) -> int:
         """Wait until no pass runs and none has started for ``quiet`` seconds (follow-up
         passes, such as those a cluster watch asks for after our own applies, included);
         returns the number of passes started so far."""
