@@ -259,6 +259,7 @@ def measure(cp, tmp: Path, pushes: int) -> dict:
         for n in range(1, passes + 1):
             outcome, _ = run.wait_pass_end(n, 10)
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        triggers = run.triggers()
         code = run.stop()
         if code != 0:
             raise RuntimeError(f"image-factory run exited {code} on SIGTERM, not 0:\n{run.tail()}")
@@ -276,6 +277,7 @@ def measure(cp, tmp: Path, pushes: int) -> dict:
         "first_pass_s": first_s,
         "passes": passes,
         "pass_outcomes": ",".join(f"{k}={v}" for k, v in sorted(outcomes.items())),
+        "pass_triggers": " ".join(f"{k}={v}" for k, v in sorted(triggers.items())),
         "run_vmrss_mb": memory.get("VmRSS"),
         "run_vmhwm_mb": memory.get("VmHWM"),
         "run_exit_code": code,

@@ -75,6 +75,7 @@ def run(quick: bool = False, builds: int | None = None, passes: int = 3) -> dict
                 later.append(seconds)
         ran = proc.wait_idle()
         memory = proc.memory_mb()
+        triggers = proc.triggers()
         code = proc.stop()
         if code != 0:
             raise RuntimeError(f"image-factory run exited {code} on SIGTERM, not 0:\n{proc.tail()}")
@@ -87,6 +88,7 @@ def run(quick: bool = False, builds: int | None = None, passes: int = 3) -> dict
     return {
         "builds": builds,
         "passes": ran,
+        "pass_triggers": " ".join(f"{k}={v}" for k, v in sorted(triggers.items())),
         "generate_s": round(generate_s, 1),
         "first_pass_s": first_s,
         "later_pass_median_s": round(statistics.median(later), 3) if later else None,

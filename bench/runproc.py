@@ -147,6 +147,16 @@ class RunProcess:
             numbers = [int(m.group(1)) for r in self.records if (m := _PASS_END.match(str(r.get("msg", ""))))]
         return max(numbers, default=0)
 
+    def triggers(self) -> dict[str, int]:
+        """Passes started, by their triggers (``webhook``, ``watch,webhook``, ...)."""
+        counts: dict[str, int] = {}
+        with self._cond:
+            for r in self.records:
+                if re.match(r"^pass \d+ started", str(r.get("msg", ""))):
+                    key = str(r.get("trigger") or "?")
+                    counts[key] = counts.get(key, 0) + 1
+        return counts
+
     # -- HTTP ------------------------------------------------------------------------------
 
     def webhook(self, after: str, before: str = "0" * 40, repository: str = "bench/gitops") -> tuple[int, dict]:
