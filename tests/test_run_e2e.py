@@ -62,6 +62,13 @@ def _idle(p, quiet: float = 0.5, timeout: float = 30) -> None:
     raise AssertionError(f"the process never went idle:\n{p.log}")
 
 
+def _drain(q) -> list:
+    out = []
+    while not q.empty():
+        out.append(q.get_nowait())
+    return out
+
+
 def _push_new_build(src: Path, name: str) -> str:
     """A user adds a build (a copy of frontend under a new name) and pushes it; returns the commit."""
     git(src, "pull", "-q", "--rebase", "origin", "main", env=WENDY)
@@ -121,6 +128,8 @@ def test_webhook_to_pipelinerun_and_tekton_status_to_git_each_within_2s(setup, p
     sent = time.monotonic()
     assert _wait(lambda: _status(remote, "builds/web/frontend.yaml").get("phase") == "Succeeded", 2.0, 0.05), p.log
     assert time.monotonic() - sent < 2.0
+    # (the commit may land a moment before the pass logs its end)
+    assert _wait(lambda: any("run states only" in line and "status pushed" in line for line in p.lines[mark:]), 5), p.log
     assert any(" started " in line and "trigger=watch " in line for line in p.lines[mark:]), p.log
 
     # The API server restarts: the watch reconnects (or re-lists after 410) and status still follows.
@@ -222,3 +231,36 @@ def test_sigterm_mid_pass_exits_0_and_leaves_git_untouched(setup, processes, tmp
     finally:
         hole.close()
 
+
+
+def test_a_pass_for_run_changes_only_asks_no_cluster(setup):
+    """In process: after a full pass, a pass asked for by watch events alone takes the runs'
+    states from the watches, sends no request, and commits the new status; a user's commit
+    makes the next one a full pass again."""
+    import queue
+
+    from reconciler.loop.passing import PassOptions, Reconciler
+
+    cp, src, remote, work, prefix = setup
+    events: queue.Queue = queue.Queue()
+    reconciler = Reconciler(PassOptions(str(remote), str(work), branch="main"), events.put)
+    try:
+        first = reconciler.run_once()
+        assert first.scope == "full" and len(first.applied) > 0
+        assert _wait(lambda: reconciler._watches.primed(["local"]), 10)
+        run = _status(remote, "builds/web/frontend.yaml")["run"]
+        _set_run_status(cp, run["namespace"], run["name"], "True", "Succeeded")
+        # (the controller manager moves the kaniko build's Job too: other events may come first)
+        assert _wait(lambda: any((e.name, e.phase) == (run["name"], "Succeeded") for e in _drain(events)), 5)
+
+        sent = {name: dict(conn.stats) for name, conn in reconciler._pool._conns.items()}
+        second = reconciler.run_once(runs_only=True)
+        assert second.scope == "runs" and second.status_result == "pushed", second.as_dict()
+        assert {name: dict(conn.stats) for name, conn in reconciler._pool._conns.items()} == sent
+        assert _status(remote, "builds/web/frontend.yaml")["phase"] == "Succeeded"
+
+        _push_new_build(src, "late")
+        third = reconciler.run_once(runs_only=True)
+        assert third.scope == "full" and any("late" in a for a in third.applied)
+    finally:
+        reconciler.close()

@@ -15,7 +15,7 @@ from typing import Any, Iterable, Sequence
 from .applying import ApplyReport, ObjectResult, apply_objects
 from .connecting import Connection, Credentials
 from .errors import ClusterError
-from .objects import ObjectKey, RunState
+from .objects import ObjectKey, RunState, run_state
 from .observing import Observed, kinds_for, observe
 from .pooling import ConnectionPool
 from .pruning import PruneReport, PruneResult, prune_objects
@@ -56,7 +56,14 @@ class SyncReport:
             (self.applied is None or self.applied.ok) and (self.pruned is None or self.pruned.ok)
 
     def runs(self) -> dict[ObjectKey, RunState]:
-        return self.observed.runs() if self.observed else {}
+        """Every run's state after this pass: as observed, or as the server answered a write."""
+        out = self.observed.runs() if self.observed else {}
+        for result in self.applied.results if self.applied else ():
+            if result.wrote and result.live is not None:
+                state = run_state(result.live)
+                if state is not None:
+                    out[result.key] = state
+        return out
 
     def for_build(self, build: str) -> tuple[list[ObjectResult], list[PruneResult]]:
         applied = self.applied.for_build(build) if self.applied else []

@@ -84,6 +84,7 @@ class KindWatch:
         self._known: dict[ObjectKey, RunState | None] = {k: v for k, v in (known or {}).items()
                                                          if (k.kind, k.group) == (kind, group_of(api_version))}
         self._primed = known is not None
+        self._absent = False  # the cluster does not serve this kind
         # where to resume; None: LIST first. A version the server no longer keeps costs a 410 and a LIST.
         self.resource_version = resource_version
         self.counts: Counter[str] = Counter()  # lists, watches, expired, reconnects, events, changes
@@ -117,6 +118,11 @@ class KindWatch:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
+    @property
+    def current(self) -> bool:
+        """Known runs are the cluster's: primed and streaming (or the kind is not served)."""
+        return self.running and self._primed and (self.streaming.is_set() or self._absent)
+
     def states(self) -> dict[ObjectKey, RunState]:
         with self._lock:
             return {k: v for k, v in self._known.items() if v is not None}
@@ -137,8 +143,10 @@ class KindWatch:
             try:
                 rt = self.conn.resource(self.api_version, self.kind)
                 if rt is None:  # not served here (yet): nothing to watch
+                    self._absent = True
                     self._stop.wait(self.settings.absent_retry)
                     continue
+                self._absent = False
                 if self.resource_version is None:
                     self._relist(rt)
                 self._watch(rt)
@@ -277,6 +285,27 @@ class Watches:
     def watches(self, provider: str) -> list[KindWatch]:
         with self._lock:
             return list(self._watched.get(provider, (None, []))[1])
+
+    def primed(self, providers: Iterable[str]) -> bool:
+        """Does every watch of these providers know its runs (seeded, or listed once) and
+        stream now? Only then is ``runs()`` the clusters' current state."""
+        with self._lock:
+            for name in providers:
+                watched = self._watched.get(name)
+                if watched is None or not all(w.current for w in watched[1]):
+                    return False
+        return True
+
+    def runs(self) -> dict[tuple[str, str, str, str], RunState]:
+        """(provider, kind, namespace, name) -> state, of every run the watches know."""
+        out = {}
+        with self._lock:
+            watched = {name: list(w) for name, (_, w) in self._watched.items()}
+        for name, watches in watched.items():
+            for watch in watches:
+                for key, state in watch.states().items():
+                    out[(name, key.kind, key.namespace, key.name)] = state
+        return out
 
     def counts(self) -> dict[str, int]:
         out: Counter[str] = Counter()

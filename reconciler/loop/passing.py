@@ -57,6 +57,7 @@ class PassReport:
     status_commit: str | None = None
     status_result: str = "unchanged"
     status_files: list[str] = field(default_factory=list)
+    scope: str = "full"  # "runs": a pass for run state changes only (see Reconciler.run_once)
     duration_s: float = 0.0
     applied_at: float | None = None  # time.monotonic() when apply ended (the loop's trigger-to-apply latency)
     steps: dict[str, float] = field(default_factory=dict)  # seconds per step, in order
@@ -88,7 +89,23 @@ class PassReport:
                 "errors": self.errors, "providers": self.providers, "phases": self.build_phases,
                 "placements": self.placements,
                 "status": {"result": self.status_result, "commit": self.status_commit, "files": self.status_files},
-                "durationSeconds": round(self.duration_s, 3), "stepSeconds": self.steps}
+                "scope": self.scope, "durationSeconds": round(self.duration_s, 3), "stepSeconds": self.steps}
+
+
+@dataclass(frozen=True)
+class _FullPass:
+    """What a full pass decided, for the run-state passes after it (see ``run_once``)."""
+
+    source_rev: str
+    desired: Any
+    providers: dict[str, str]
+    unreachable: dict[str, str]
+    unauthorized: dict[str, str]
+    report_unauthorized: list[str]
+    applied_ok: dict[str, tuple[bool, str]]
+    revisions: dict[str, str]
+    observed: dict[str, Any]  # provider -> its runs, as observed (the providers reached)
+    provider_errors: list[str]
 
 
 class Reconciler:
@@ -111,6 +128,7 @@ class Reconciler:
         self._render_cache = CachingRenderer(None)
         self._ours: set[str] = set()  # status commits this process made (no need to re-verify)
         self._changes: dict[tuple[str, str], Any] = {}
+        self._full: _FullPass | None = None  # what the last full pass (with a cluster) decided
         self._watches = None
         if on_run_change is not None and not options.offline:
             from ..cluster.watching import Watches
@@ -125,10 +143,15 @@ class Reconciler:
 
     # --- the pass ----------------------------------------------------------------------
 
-    def run_once(self, mark_applied=None, checkpoint=None) -> PassReport:
+    def run_once(self, mark_applied=None, checkpoint=None, runs_only: bool = False) -> PassReport:
         """One pass. ``checkpoint()`` is called at the safe points before apply (it raises to
         abandon the pass: nothing was written yet); once applying starts, the pass finishes
-        with its status write, so what was applied is recorded."""
+        with its status write, so what was applied is recorded.
+
+        ``runs_only``: the pass was asked for only because runs changed state (watch events).
+        When nobody else committed since the last full pass, nothing desired can have
+        changed: the pass reuses that pass's decisions and renders, sends no request to any
+        cluster (the watches hold every run's state) and only brings status up to date."""
         started = time.monotonic()
         checkpoint = checkpoint or (lambda: None)
         report = PassReport(offline=self.options.offline)
@@ -147,6 +170,22 @@ class Reconciler:
         last = self.last_revision or self._recorded_revision(tip, identity)
         source_rev, changed_paths = self._source(tip, last, identity)
         report.source_revision = source_rev
+        full = self._full
+        if runs_only and full is not None and full.source_rev == source_rev and self._watches is not None \
+                and self._watches.primed(set(full.observed)):
+            report.scope = "runs"
+            runs = self._watches.runs()
+            report.providers = dict(full.providers)
+            report.errors.extend(full.provider_errors)
+            report.unauthorized = list(full.report_unauthorized)
+            statuses = self._statuses(snap, full.desired, runs, full.applied_ok, dict(full.unreachable),
+                                      full.unauthorized, full.revisions, report)
+            step("status")
+            if snap.factory is not None and snap.factory.spec.writeBack.enabled:
+                self._write_back(snap, statuses, branch, identity, source_rev, report)
+                step("write-back")
+            report.duration_s = time.monotonic() - started
+            return report
 
         snap, unauthorized = self._authorize(snap, last, tip, identity)
         report.unauthorized = sorted(f"{path}: {msg}" for path, msg in unauthorized.items())
@@ -178,6 +217,9 @@ class Reconciler:
                 mark_applied()
             step("apply")
             self._follow(snap, unreachable, observed)
+            self._full = _FullPass(source_rev, desired, dict(report.providers), dict(unreachable), unauthorized,
+                                   report.unauthorized, applied_ok, revisions, observed,
+                                   [e for e in report.errors if e.startswith("provider ")])
         statuses = self._statuses(snap, desired, runs, applied_ok, unreachable, unauthorized, revisions, report)
         step("status")
         if self.options.offline and not self.options.write_status_offline:
@@ -611,8 +653,10 @@ def run_pass(triggers: list, context: Any) -> PassReport:
         reconciler = _RECONCILERS[key] = Reconciler(PassOptions(repo, workdir, branch=opts.get("branch"),
                                                                 offline=bool(opts.get("offline"))), on_run_change)
     context.checkpoint()
+    runs_only = bool(triggers) and all(getattr(t, "reason", None) == "watch" and
+                                       (getattr(t, "detail", None) or {}).get("phase") != "Deleted" for t in triggers)
     report = reconciler.run_once(mark_applied=getattr(context, "mark_applied", None),
-                                 checkpoint=getattr(context, "checkpoint", None))
+                                 checkpoint=getattr(context, "checkpoint", None), runs_only=runs_only)
     context.log.debug("pass steps: " + ", ".join(f"{k} {v * 1000:.0f}ms" for k, v in report.steps.items()))
     return report
 

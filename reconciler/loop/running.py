@@ -355,10 +355,17 @@ def _summary(report: Any) -> str:
     if report is None:
         return ""
     parts = []
-    for name in ("applied", "unchanged", "pruned", "rejected", "errors"):
+    names = ("applied", "unchanged", "pruned", "rejected", "errors")
+    if getattr(report, "scope", None) == "runs":  # no cluster was asked: only status was brought up to date
+        parts.append("run states only")
+        names = ("rejected", "errors")
+    for name in names:
         value = getattr(report, name, None)
         if value is not None:
             parts.append(f"{count_of(value)} {name}")
+    status = getattr(report, "status_result", None)
+    if isinstance(status, str):
+        parts.append(f"status {status}")
     return ", ".join(parts)
 
 
