@@ -139,6 +139,22 @@ def test_webhook_to_pipelinerun_and_tekton_status_to_git_each_within_2s(setup, p
     _set_run_status(cp, other["namespace"], other["name"], "False", "PipelineRunTimeout")
     assert _wait(lambda: _status(remote, "builds/web/checkout-api.yaml").get("phase") == "Failed", 20, 0.1), p.log
 
+    # What the passes did is in /metrics.
+    import re
+    import urllib.request
+
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    for pattern in (r'git_operations_total\{operation="fetch",outcome="ok"\} [1-9]',
+                    r'git_operations_total\{operation="push",outcome="ok"\} [1-9]',
+                    r'provider_health\{provider="local",state="(Healthy|Degraded)"\} 1\.0',
+                    r'builds\{phase="Succeeded"\} [1-9]', r'builds\{phase="Failed"\} [1-9]',
+                    r'trigger_to_apply_seconds_count\{reason="webhook"\} [1-9]',
+                    r'trigger_to_apply_seconds_count\{reason="watch"\} [1-9]',
+                    r'objects_applied_total [1-9]'):
+        assert re.search(r"^image_factory_" + pattern, metrics, re.M), pattern
+    count = float(re.search(r'^image_factory_trigger_to_apply_seconds_count\{reason="webhook"\} (\S+)', metrics, re.M)[1])
+    total = float(re.search(r'^image_factory_trigger_to_apply_seconds_sum\{reason="webhook"\} (\S+)', metrics, re.M)[1])
+    assert 0 < total / count < 2.0
     assert p.stop(signal.SIGTERM) == 0
     assert "Traceback" not in p.log
 

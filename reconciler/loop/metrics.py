@@ -116,7 +116,9 @@ class Metrics:
 
 
 def error_kind(error: Any) -> str:
-    """``error.kind``, ``error["kind"]``, or the exception's class name in snake case."""
+    """A string (already a kind), ``error.kind``, ``error["kind"]``, or the exception's class name in snake case."""
+    if isinstance(error, str):
+        return error[:64]  # already a kind
     kind = getattr(error, "kind", None)
     if kind is None and isinstance(error, Mapping):
         kind = error.get("kind")

@@ -62,6 +62,17 @@ class PassReport:
     applied_at: float | None = None  # time.monotonic() when apply ended (the loop's trigger-to-apply latency)
     steps: dict[str, float] = field(default_factory=dict)  # seconds per step, in order
 
+    error_kinds: list[str] = field(default_factory=list)  # one per error, for metrics
+    git: list[tuple[str, float, bool]] = field(default_factory=list)  # (operation, seconds, ok), for metrics
+
+    def error(self, kind: str, text: str) -> None:
+        self.errors.append(text)
+        self.error_kinds.append(kind)
+
+    @property
+    def provider_health(self) -> dict[str, str]:
+        return self.providers
+
     @property
     def exit_code(self) -> int:
         return 1 if (self.errors or self.unauthorized) else 0
@@ -157,8 +168,13 @@ class Reconciler:
         report = PassReport(offline=self.options.offline)
         step = _stepper(report.steps)
         self.mirror.ensure()
-        self.mirror.fetch()
+        try:
+            self.mirror.fetch()
+        except Exception:
+            report.git.append(("fetch", time.monotonic() - started, False))
+            raise
         step("fetch")
+        report.git.append(("fetch", report.steps["fetch"], True))
         branch = self.options.branch or self._default_branch()
         tip = self.mirror.tip(branch)
         if tip is None:
@@ -176,7 +192,8 @@ class Reconciler:
             report.scope = "runs"
             runs = self._watches.runs()
             report.providers = dict(full.providers)
-            report.errors.extend(full.provider_errors)
+            for text in full.provider_errors:
+                report.error("provider_unhealthy", text)
             report.unauthorized = list(full.report_unauthorized)
             statuses = self._statuses(snap, full.desired, runs, full.applied_ok, dict(full.unreachable),
                                       full.unauthorized, full.revisions, report)
@@ -195,7 +212,7 @@ class Reconciler:
         health, unreachable = ({}, {}) if self.options.offline else self._health(snap)
         report.providers = {n: h.state for n, h in sorted(health.items())}
         for name, reason in sorted(unreachable.items()):
-            report.errors.append(f"provider {name}: Unhealthy: {reason}")
+            report.error("provider_unhealthy", f"provider {name}: Unhealthy: {reason}")
         step("health")
         checkpoint()
 
@@ -392,7 +409,7 @@ class Reconciler:
         for provider, sync in sorted(results.items()):
             if sync.error:
                 unreachable[provider] = sync.error
-                report.errors.append(f"provider {provider}: {sync.error}")
+                report.error("cluster", f"provider {provider}: {sync.error}")
                 continue
             observed[provider] = sync.runs()
             for key, state in observed[provider].items():
@@ -405,7 +422,7 @@ class Reconciler:
                     elif result.action == "unchanged":
                         report.unchanged += 1
                     elif result.action in ("failed", "conflict"):
-                        report.errors.append(f"{what}: {result.message}")
+                        report.error("apply", f"{what}: {result.message}")
                     if result.build:
                         ok = result.action in ("created", "updated", "unchanged")
                         prior = applied_ok.get(result.build, (True, ""))
@@ -413,7 +430,7 @@ class Reconciler:
             if sync.pruned:
                 for r in sync.pruned.results:
                     if r.action == "failed":
-                        report.errors.append(f"{provider}: prune {r.describe()}")
+                        report.error("prune", f"{provider}: prune {r.describe()}")
                     elif r.action != "kept":
                         report.pruned.append(f"{provider}: {r.describe()}")
         return runs, applied_ok, observed
@@ -469,7 +486,7 @@ class Reconciler:
                     conditions.append({"type": "Applied", "status": "True" if ok else "False",
                                        "reason": "Applied" if ok else "ApplyFailed", "message": message})
                     if not ok:
-                        report.errors.append(f"build {name}: {message}")
+                        report.error("apply", f"build {name}: {message}")
                 report.placements[name] = f"{rendered.cluster}/{rendered.pool}"
                 new["run"] = {"cluster": rendered.cluster, "namespace": rendered.namespace, "name": rendered.run_name,
                               "kind": rendered.run_kind}
@@ -512,15 +529,18 @@ class Reconciler:
 
         wb = snap.factory.spec.writeBack
         target = wb.branch or branch
+        began = time.monotonic()
         result = push_status(self.mirror, target, derive, identity, source_rev, push=self.options.push,
                              signing_key=wb.signingKeyFile, merge_source=target != branch)
+        if result.status in ("pushed", "rejected", "declined"):
+            report.git.append(("push", time.monotonic() - began, result.status == "pushed"))
         report.status_result = result.status
         report.status_commit = result.commit
         if result.commit:
             self._ours.add(result.commit)
         report.status_files = list(result.files)
         if not result.ok:
-            report.errors.append(f"status write-back to {target}: {result.status}: {result.detail}")
+            report.error("write_back", f"status write-back to {target}: {result.status}: {result.detail}")
 
 
 # --- helpers ---------------------------------------------------------------------------------

@@ -268,9 +268,11 @@ class Loop:
         applied = count_of(getattr(report, "applied", None))
         m.objects_applied.inc(applied)
         m.objects_pruned.inc(count_of(getattr(report, "pruned", None)))
-        errors = getattr(report, "errors", None)
+        errors = getattr(report, "error_kinds", None) or getattr(report, "errors", None)
         if errors:
             m.count_errors(errors)
+        if getattr(report, "unauthorized", None):
+            m.count_errors([{"kind": "unauthorized"}] * count_of(report.unauthorized))
         for item in getattr(report, "git", None) or ():
             try:
                 operation, seconds, ok = item
