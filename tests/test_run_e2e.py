@@ -280,3 +280,24 @@ def test_a_pass_for_run_changes_only_asks_no_cluster(setup):
         assert third.scope == "full" and any("late" in a for a in third.applied)
     finally:
         reconciler.close()
+
+
+def test_developer_mode_applies_an_uncommitted_edit_and_writes_nothing_back(setup, processes, tmp_path):
+    """--watch-local: the working directory as it is on disk is reconciled on every edit."""
+    cp, src, remote, work, prefix = setup
+    p = start(processes, tmp_path, "--repo", str(src), "--workdir", str(work), "--watch-local", *RUN, real=True)
+    p.wait_log(r"pass 1 ok", 60)
+    assert sum("applied local: PipelineRun" in line for line in p.lines) == 3, p.log
+    head = git(src, "rev-parse", "HEAD").strip()
+    _idle(p)
+    mark = len(p.lines)
+    path = src / "builds/web/frontend.yaml"
+    text = path.read_text()
+    assert "/frontend:2.14.0" in text
+    path.write_text(text.replace("/frontend:2.14.0", "/frontend:2.15.0-dev"))
+    assert _wait(lambda: any("applied local: PipelineRun" in line and "frontend" in line for line in p.lines[mark:]),
+                 10), p.log
+    assert any("trigger=file" in line for line in p.lines[mark:]), p.log
+    assert git(src, "rev-parse", "HEAD").strip() == head
+    assert git(src, "status", "--porcelain").strip() == "M builds/web/frontend.yaml"
+    assert p.stop(signal.SIGTERM) == 0 and "Traceback" not in p.log

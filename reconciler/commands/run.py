@@ -68,7 +68,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     trig.add_argument("--poll-jitter", type=float, default=0.1, metavar="FRACTION",
                       help="spread each poll wait by +/- this fraction (default: 0.1)")
     trig.add_argument("--watch-local", action="store_true",
-                      help="developer mode: run a pass whenever a file under --repo (a local directory) changes")
+                      help="developer mode: reconcile the files under --repo (a local directory) as they are on "
+                           "disk, edited and uncommitted, on every change; each pass logs what it applied and "
+                           "pruned. Nothing is written back (add --offline to plan without applying)")
     trig.add_argument("--webhook-max-body", type=int, default=5 * 1024 * 1024, metavar="BYTES",
                       help="reject webhook bodies larger than this (default: 5 MiB)")
 

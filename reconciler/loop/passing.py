@@ -37,6 +37,12 @@ class PassOptions:
     offline: bool = False  # render and plan only: no cluster is contacted, nothing applied
     # Write status back even when offline (benchmarks of a steady state; not a CLI option).
     write_status_offline: bool = False
+    # Developer mode: reconcile this working directory as it is on disk (edited, uncommitted),
+    # not a branch. Nothing is authorized (it is the developer's own tree) or written back.
+    worktree: str | None = None
+
+
+WORKTREE = "worktree"  # the revision stamped on what a working directory renders
 
 
 @dataclass
@@ -167,25 +173,17 @@ class Reconciler:
         checkpoint = checkpoint or (lambda: None)
         report = PassReport(offline=self.options.offline)
         step = _stepper(report.steps)
-        self.mirror.ensure()
-        try:
-            self.mirror.fetch()
-        except Exception:
-            report.git.append(("fetch", time.monotonic() - started, False))
-            raise
-        step("fetch")
-        report.git.append(("fetch", report.steps["fetch"], True))
-        branch = self.options.branch or self._default_branch()
-        tip = self.mirror.tip(branch)
-        if tip is None:
-            raise FactoryError(f"branch {branch} does not exist in {self.mirror.safe_url}")
-        report.revision = tip
-        snap = self.loader.load(self.mirror.tree(tip))
-        step("load")
-        identity = _write_identity(snap)
-        last = self.last_revision or self._recorded_revision(tip, identity)
-        source_rev, changed_paths = self._source(tip, last, identity)
-        report.source_revision = source_rev
+        if self.options.worktree:
+            snap = self.loader.load_directory(self.options.worktree)
+            step("load")
+            branch, tip, last, identity, changed_paths = None, None, None, None, None
+            report.revision = report.source_revision = source_rev = WORKTREE
+        else:
+            branch, tip, snap = self._fetch(report, step)
+            identity = _write_identity(snap)
+            last = self.last_revision or self._recorded_revision(tip, identity)
+            source_rev, changed_paths = self._source(tip, last, identity)
+            report.source_revision = source_rev
         full = self._full
         if runs_only and full is not None and full.source_rev == source_rev and self._watches is not None \
                 and self._watches.primed(set(full.observed)):
@@ -198,9 +196,7 @@ class Reconciler:
             statuses = self._statuses(snap, full.desired, runs, full.applied_ok, dict(full.unreachable),
                                       full.unauthorized, full.revisions, report)
             step("status")
-            if snap.factory is not None and snap.factory.spec.writeBack.enabled:
-                self._write_back(snap, statuses, branch, identity, source_rev, report)
-                step("write-back")
+            self._write_status(snap, statuses, branch, identity, source_rev, report, step)
             report.duration_s = time.monotonic() - started
             return report
 
@@ -239,16 +235,41 @@ class Reconciler:
                                    [e for e in report.errors if e.startswith("provider ")])
         statuses = self._statuses(snap, desired, runs, applied_ok, unreachable, unauthorized, revisions, report)
         step("status")
-        if self.options.offline and not self.options.write_status_offline:
-            report.status_result = "not written (offline)"
-        elif snap.factory is not None and snap.factory.spec.writeBack.enabled:
-            self._write_back(snap, statuses, branch, identity, source_rev, report)
-            step("write-back")
+        self._write_status(snap, statuses, branch, identity, source_rev, report, step)
         self.last_revision = source_rev
         report.duration_s = time.monotonic() - started
         return report
 
     # --- steps -------------------------------------------------------------------------
+
+    def _fetch(self, report: PassReport, step: Any) -> tuple[str, str, Any]:
+        """Fetch, and load the branch's tip: (branch, tip, snapshot)."""
+        began = time.monotonic()
+        self.mirror.ensure()
+        try:
+            self.mirror.fetch()
+        except Exception:
+            report.git.append(("fetch", time.monotonic() - began, False))
+            raise
+        step("fetch")
+        report.git.append(("fetch", report.steps["fetch"], True))
+        branch = self.options.branch or self._default_branch()
+        tip = self.mirror.tip(branch)
+        if tip is None:
+            raise FactoryError(f"branch {branch} does not exist in {self.mirror.safe_url}")
+        report.revision = tip
+        snap = self.loader.load(self.mirror.tree(tip))
+        step("load")
+        return branch, tip, snap
+
+    def _write_status(self, snap, statuses, branch, identity, source_rev, report, step) -> None:
+        if self.options.worktree:
+            report.status_result = "not written (working tree)"
+        elif self.options.offline and not self.options.write_status_offline:
+            report.status_result = "not written (offline)"
+        elif snap.factory is not None and snap.factory.spec.writeBack.enabled:
+            self._write_back(snap, statuses, branch, identity, source_rev, report)
+            step("write-back")
 
     def _default_branch(self) -> str:
         branches = self.mirror.branches()
@@ -665,19 +686,25 @@ def run_pass(triggers: list, context: Any) -> PassReport:
     opts = context.options
     repo = repo_url(opts.get("repo") or ".")
     workdir = opts.get("workdir") or default_workdir(repo)
-    key = (repo, opts.get("branch"), workdir)
+    worktree = repo if opts.get("watch_local") else None
+    key = (repo, opts.get("branch"), workdir, worktree)
     reconciler = _RECONCILERS.get(key)
     if reconciler is None:
         watch = opts.get("cluster_watch")
         on_run_change = (lambda event: watch.notify("watch", event.as_detail())) if watch is not None else None
         reconciler = _RECONCILERS[key] = Reconciler(PassOptions(repo, workdir, branch=opts.get("branch"),
-                                                                offline=bool(opts.get("offline"))), on_run_change)
+                                                                offline=bool(opts.get("offline")), worktree=worktree),
+                                                    on_run_change)
     context.checkpoint()
     runs_only = bool(triggers) and all(getattr(t, "reason", None) == "watch" and
                                        (getattr(t, "detail", None) or {}).get("phase") != "Deleted" for t in triggers)
     report = reconciler.run_once(mark_applied=getattr(context, "mark_applied", None),
                                  checkpoint=getattr(context, "checkpoint", None), runs_only=runs_only)
     context.log.debug("pass steps: " + ", ".join(f"{k} {v * 1000:.0f}ms" for k, v in report.steps.items()))
+    if worktree:  # developer mode: show what the edit did
+        for line in [*(f"applied {a}" for a in report.applied), *(f"pruned {p}" for p in report.pruned),
+                     *(f"error: {e}" for e in report.errors), *(f"rejected build {b}" for b in report.rejected)]:
+            context.log.info(line)
     return report
 
 
