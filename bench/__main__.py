@@ -68,6 +68,9 @@ def run_child(name: str, quick: bool, timeout: float) -> dict:
             code, timed_out = proc.returncode, isinstance(exc, subprocess.TimeoutExpired)
             if not timed_out:
                 raise
+        # Whatever the benchmark started and left behind (it crashed before stopping its
+        # `image-factory run`, say) is in its process group: stop it too.
+        _stop_group(proc)
         reader.join(5)
         figures: dict = {}
         if out.exists():
@@ -121,17 +124,21 @@ def _relay(proc: subprocess.Popen, name: str, tail: deque) -> None:
 
 
 def _stop_group(proc: subprocess.Popen) -> None:
-    """TERM, then KILL, to the child's own process group (started with start_new_session)."""
-    for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
+    """TERM, then KILL, to the child's own process group (started with start_new_session):
+    the child and whatever it started; returns at once when the group is already empty."""
+    for sig, wait in ((signal.SIGTERM, 20.0), (signal.SIGKILL, 10.0)):
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
             return
-        try:
-            proc.wait(wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            proc.poll()  # reap the child itself, so only the others keep the group alive
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
 
 
 def main(argv: list[str] | None = None) -> int:
