@@ -44,7 +44,19 @@ def available() -> list[str]:
 
 def machine() -> dict:
     return {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
-            "date": time.strftime("%Y-%m-%d")}
+            "date": time.strftime("%Y-%m-%d"), "load_average": [round(x, 2) for x in os.getloadavg()], **code()}
+
+
+def code() -> dict:
+    """The commit measured, and the files of the product that differ from it (the figures
+    are of the working tree, so a benchmark run while reconciler/ is being edited says so)."""
+    def git(*args: str) -> str:
+        proc = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True)
+        return proc.stdout.rstrip("\n") if proc.returncode == 0 else ""  # keep the status's leading blank
+
+    changed = git("status", "--porcelain", "--", "reconciler", "pipeline-templates").splitlines()
+    return {"commit": git("rev-parse", "--short=12", "HEAD").strip() or None,
+            "uncommitted": sorted(line[3:] for line in changed)}
 
 
 def run_child(name: str, quick: bool, timeout: float) -> dict:
@@ -164,6 +176,11 @@ def main(argv: list[str] | None = None) -> int:
     os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
     with open(args.json, "w") as fh:
         json.dump(results, fh, indent=2)
+    info = results["machine"]
+    if info.get("uncommitted"):
+        print(f"\nmeasured the working tree: {len(info['uncommitted'])} files of the product differ from "
+              f"commit {info.get('commit')}: {', '.join(info['uncommitted'][:6])}"
+              + (" ..." if len(info["uncommitted"]) > 6 else ""), file=sys.stderr)
     print(f"\n{len(names)} benchmarks in {results['wall_s']} s"
           + (f", {failed} failed" if failed else "") + f"; figures written to {args.json}", file=sys.stderr)
     return 1 if failed else 0
