@@ -24,6 +24,7 @@ from typing import Any
 from ..errors import FactoryError
 
 FINISHED = ("Succeeded", "Failed", "Cancelled")
+DESIRED_MAX_AGE = 600.0  # seconds a pass may reuse the previous pass's selection and rendering
 # Alternatives written into a build's status (the closest first); `explain` lists all.
 STATUS_ALTERNATIVES = 10
 
@@ -125,6 +126,31 @@ class _FullPass:
     provider_errors: list[str]
 
 
+class _Steady:
+    """A pass whose status reached Git (or needed no change), and what it was computed from."""
+
+    def __init__(self, tip: str, desired: Any, clusters: dict, runs: dict, applied_ok: dict, unreachable: dict,
+                 unauthorized: dict, report: PassReport, errors_from: int) -> None:
+        self.tip, self.desired, self.clusters = tip, desired, clusters
+        self.runs, self.applied_ok, self.unreachable, self.unauthorized = runs, applied_ok, unreachable, unauthorized
+        self.rejected, self.queued = list(report.rejected), list(report.queued)
+        self.placements, self.build_phases = dict(report.placements), dict(report.build_phases)
+        self.errors = list(zip(report.error_kinds[errors_from:], report.errors[errors_from:]))
+
+    def same_input(self, tip: str | None, desired: Any) -> bool:
+        return tip is not None and tip == self.tip and desired is self.desired
+
+    def same_outcome(self, runs: dict, applied_ok: dict, unreachable: dict, unauthorized: dict) -> bool:
+        return runs == self.runs and applied_ok == self.applied_ok and unreachable == self.unreachable and \
+            unauthorized == self.unauthorized
+
+    def fill(self, report: PassReport) -> None:
+        report.rejected, report.queued = list(self.rejected), list(self.queued)
+        report.placements, report.build_phases = dict(self.placements), dict(self.build_phases)
+        for kind, text in self.errors:
+            report.error(kind, text)
+
+
 class Reconciler:
     """State kept between passes: the mirror, the blob cache, cluster connections."""
 
@@ -146,6 +172,8 @@ class Reconciler:
         self._ours: set[str] = set()  # status commits this process made (no need to re-verify)
         self._changes: dict[tuple[str, str], Any] = {}
         self._full: _FullPass | None = None  # what the last full pass (with a cluster) decided
+        self._memo: tuple | None = None  # (inputs, when, Desired) of the last selection and rendering
+        self._steady: _Steady | None = None  # the last pass whose status is in Git
         self._watches = None
         if on_run_change is not None and not options.offline:
             from ..cluster.watching import Watches
@@ -212,14 +240,10 @@ class Reconciler:
         step("health")
         checkpoint()
 
-        from ..desired import compute_desired
-
-        load = {name: 0 for name in snap.pools}
         revisions = _spec_revisions(snap, changed_paths, source_rev)
-        renderer = self._render_cache.begin(revisions, self._renderer(snap, unreachable))
-        desired = compute_desired(snap, health=health, load=load, revision=source_rev, renderer=renderer,
-                                  standing=_standing(snap, revisions))
-        clusters = _without_finished_runs(desired, snap)
+        desired = self._desired(snap, health, unreachable, unauthorized, revisions, source_rev)
+        steady = self._steady if self._steady is not None and self._steady.same_input(tip, desired) else None
+        clusters = steady.clusters if steady is not None else _without_finished_runs(desired, snap)
         step("select+render")
         checkpoint()
         runs, applied_ok = {}, {}
@@ -233,9 +257,20 @@ class Reconciler:
             self._full = _FullPass(source_rev, desired, dict(report.providers), dict(unreachable), unauthorized,
                                    report.unauthorized, applied_ok, revisions, observed,
                                    [e for e in report.errors if e.startswith("provider ")])
-        statuses = self._statuses(snap, desired, runs, applied_ok, unreachable, unauthorized, revisions, report)
-        step("status")
-        self._write_status(snap, statuses, branch, identity, source_rev, report, step)
+        if steady is not None and steady.same_outcome(runs, applied_ok, unreachable, unauthorized):
+            # Same tree, same desired state, same runs as a pass whose status is in Git: the
+            # status would come out the same. Nothing to compute, nothing to write.
+            steady.fill(report)
+            step("status")
+        else:
+            errors_before = len(report.errors)
+            statuses = self._statuses(snap, desired, runs, applied_ok, unreachable, unauthorized, revisions, report)
+            step("status")
+            self._write_status(snap, statuses, branch, identity, source_rev, report, step)
+            settled = report.status_result in ("unchanged", "pushed", "committed") or \
+                report.status_result.startswith("not written")
+            self._steady = _Steady(report.status_commit or tip, desired, clusters, runs, applied_ok, dict(unreachable),
+                                   dict(unauthorized), report, errors_before) if settled and tip else None
         self.last_revision = source_rev
         report.duration_s = time.monotonic() - started
         return report
@@ -261,6 +296,28 @@ class Reconciler:
         snap = self.loader.load(self.mirror.tree(tip))
         step("load")
         return branch, tip, snap
+
+    def _desired(self, snap, health, unreachable, unauthorized, revisions, source_rev) -> Any:
+        """Select and render; or, when nothing they depend on changed since the last pass (no
+        one else's commit, the same provider health, the same builds running or finished),
+        what the last pass computed: a steady pass over 10,000 builds then skips the whole
+        selection. Recomputed at least every ``DESIRED_MAX_AGE`` seconds regardless."""
+        from ..desired import compute_desired
+
+        standing = _standing(snap, revisions)
+        key = None
+        if not self.options.worktree:  # a working directory has no revision to compare
+            key = (source_rev, tuple(sorted((n, h.state, h.reason, h.tekton_installed, h.buildkit_controller)
+                                            for n, h in health.items())),
+                   tuple(sorted(unreachable.items())), tuple(sorted(unauthorized)), tuple(sorted(standing.items())))
+        memo = self._memo
+        if key is not None and memo is not None and memo[0] == key and time.monotonic() - memo[1] < DESIRED_MAX_AGE:
+            return memo[2]
+        renderer = self._render_cache.begin(revisions, self._renderer(snap, unreachable))
+        desired = compute_desired(snap, health=health, load={name: 0 for name in snap.pools}, revision=source_rev,
+                                  renderer=renderer, standing=standing)
+        self._memo = (key, time.monotonic(), desired) if key is not None else None
+        return desired
 
     def _write_status(self, snap, statuses, branch, identity, source_rev, report, step) -> None:
         if self.options.worktree:
