@@ -62,7 +62,7 @@ def run(quick: bool = False, builds: int | None = None, passes: int = 3) -> dict
         outcome, first_s = proc.wait_pass_end(1, timeout)
         outcomes[outcome] = 1
         after_first = proc.memory_mb()
-        later = []
+        later, by_pass = [], [after_first.get("VmRSS")]
         for i in range(passes):
             number = proc.wait_idle() + 1
             sha = _change(src, i)
@@ -73,6 +73,7 @@ def run(quick: bool = False, builds: int | None = None, passes: int = 3) -> dict
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
             if seconds is not None:
                 later.append(seconds)
+            by_pass.append(proc.memory_mb().get("VmRSS"))
         ran = proc.wait_idle()
         memory = proc.memory_mb()
         triggers = proc.triggers()
@@ -92,7 +93,8 @@ def run(quick: bool = False, builds: int | None = None, passes: int = 3) -> dict
         "generate_s": round(generate_s, 1),
         "first_pass_s": first_s,
         "later_pass_median_s": round(statistics.median(later), 3) if later else None,
-        "run_vmrss_after_first_pass_mb": after_first.get("VmRSS"),
+        # after each pass: a plateau is the working set, a steady climb would be a leak
+        "run_vmrss_by_pass_mb": " ".join(f"{mb:g}" for mb in by_pass),
         "run_vmrss_mb": memory.get("VmRSS"),
         "run_vmhwm_mb": memory.get("VmHWM"),
         "aim_mb": 400,
