@@ -267,7 +267,10 @@ def test_a_pass_for_run_changes_only_asks_no_cluster(setup):
         run = _status(remote, "builds/web/frontend.yaml")["run"]
         _set_run_status(cp, run["namespace"], run["name"], "True", "Succeeded")
         # (the controller manager moves the kaniko build's Job too: other events may come first)
-        assert _wait(lambda: any((e.name, e.phase) == (run["name"], "Succeeded") for e in _drain(events)), 5)
+        news = []
+        assert _wait(lambda: any((e.name, e.phase) == (run["name"], "Succeeded") for e in news.extend(_drain(events))
+                                 or news), 5)
+        assert not reconciler.seen_already([e.as_detail() for e in news if e.name == run["name"]])
 
         sent = {name: dict(conn.stats) for name, conn in reconciler._pool._conns.items()}
         second = reconciler.run_once(runs_only=True)
@@ -278,6 +281,11 @@ def test_a_pass_for_run_changes_only_asks_no_cluster(setup):
         _push_new_build(src, "late")
         third = reconciler.run_once(runs_only=True)
         assert third.scope == "full" and any("late" in a for a in third.applied)
+        # The running watch sees the run that pass created: that is no news.
+        late = []
+        assert _wait(lambda: any(e.name.startswith("late-") for e in late.extend(_drain(events)) or late), 5)
+        assert reconciler.seen_already([e.as_detail() for e in late if e.name.startswith("late-")])
+        assert reconciler.nothing_new().build_phases == third.build_phases
     finally:
         reconciler.close()
 

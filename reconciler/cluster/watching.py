@@ -54,10 +54,11 @@ class RunEvent:
     name: str
     build: str | None
     phase: str | None
+    state: RunState | None = None  # the whole new state (None: gone)
 
     def as_detail(self) -> dict[str, Any]:
         return {"cluster": self.provider, "kind": self.kind, "namespace": self.namespace, "name": self.name,
-                "build": self.build, "phase": self.phase or "Deleted"}
+                "build": self.build, "phase": self.phase or "Deleted", "state": self.state}
 
 
 @dataclass(frozen=True)
@@ -239,7 +240,7 @@ class KindWatch:
     def _emit(self, key: ObjectKey, state: RunState | None, build: str | None) -> None:
         self.counts["changes"] += 1
         event = RunEvent(self.provider, key.kind, key.namespace or "", key.name, build,
-                         state.phase if state is not None else None)
+                         state.phase if state is not None else None, state)
         try:
             self.on_change(event)
         except Exception:  # noqa: BLE001 - the watch goes on whatever the listener does

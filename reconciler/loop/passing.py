@@ -64,7 +64,9 @@ class PassReport:
     status_commit: str | None = None
     status_result: str = "unchanged"
     status_files: list[str] = field(default_factory=list)
-    scope: str = "full"  # "runs": a pass for run state changes only (see Reconciler.run_once)
+    # "full"; "runs": a pass for run state changes only (see Reconciler.run_once); "none": the
+    # changes were the last pass's own (see Reconciler.seen_already)
+    scope: str = "full"
     duration_s: float = 0.0
     applied_at: float | None = None  # time.monotonic() when apply ended (the loop's trigger-to-apply latency)
     steps: dict[str, float] = field(default_factory=dict)  # seconds per step, in order
@@ -174,6 +176,11 @@ class Reconciler:
         self._full: _FullPass | None = None  # what the last full pass (with a cluster) decided
         self._memo: tuple | None = None  # (inputs, when, Desired) of the last selection and rendering
         self._steady: _Steady | None = None  # the last pass whose status is in Git
+        # Where status is not written (offline, a working tree), each build's last status is
+        # kept here instead, so later passes reuse revisions and selection texts the same way.
+        self._writes_status = not (options.worktree or (options.offline and not options.write_status_offline))
+        self._unwritten: dict[str, dict] = {}
+        self._last_report: PassReport | None = None
         self._watches = None
         if on_run_change is not None and not options.offline:
             from ..cluster.watching import Watches
@@ -226,6 +233,7 @@ class Reconciler:
             step("status")
             self._write_status(snap, statuses, branch, identity, source_rev, report, step)
             report.duration_s = time.monotonic() - started
+            self._last_report = report
             return report
 
         snap, unauthorized = self._authorize(snap, last, tip, identity)
@@ -240,7 +248,7 @@ class Reconciler:
         step("health")
         checkpoint()
 
-        revisions = _spec_revisions(snap, changed_paths, source_rev)
+        revisions = _spec_revisions(snap, changed_paths, source_rev, self._unwritten)
         desired = self._desired(snap, health, unreachable, unauthorized, revisions, source_rev)
         steady = self._steady if self._steady is not None and self._steady.same_input(tip, desired) else None
         clusters = steady.clusters if steady is not None else _without_finished_runs(desired, snap)
@@ -273,7 +281,30 @@ class Reconciler:
                                    dict(unauthorized), report, errors_before) if settled and tip else None
         self.last_revision = source_rev
         report.duration_s = time.monotonic() - started
+        self._last_report = report
         return report
+
+    def nothing_new(self) -> PassReport:
+        """The report of a pass that had nothing to do: the last pass's figures, no work."""
+        last = self._last_report or PassReport()
+        return PassReport(revision=last.revision, source_revision=last.source_revision, providers=dict(last.providers),
+                          build_phases=dict(last.build_phases), scope="none", status_result="unchanged")
+
+    def seen_already(self, events: list) -> bool:
+        """Are these run changes (watch event details) what the last full pass itself wrote
+        or observed? The watch sees the runs a pass creates: those are no news."""
+        full = self._full
+        if full is None or not events:
+            return False
+        for event in events:
+            runs = full.observed.get(event.get("cluster"))
+            if runs is None:
+                return False
+            known = next((state for key, state in runs.items() if (key.kind, key.namespace, key.name) ==
+                          (event.get("kind"), event.get("namespace"), event.get("name"))), None)
+            if known is None or known != event.get("state"):
+                return False
+        return True
 
     # --- steps -------------------------------------------------------------------------
 
@@ -520,7 +551,8 @@ class Reconciler:
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         out: dict[tuple[str, int], dict] = {}
         for name, entity in sorted(snap.builds.items()):
-            old = entity.model.status.model_dump(exclude_none=True) if entity.model.status else {}
+            old = entity.model.status.model_dump(exclude_none=True) if entity.model.status else \
+                self._unwritten.get(name, {})
             decision = desired.decisions.get(name)
             rendered = desired.rendered.builds.get(name)
             new: dict[str, Any] = {}
@@ -574,6 +606,8 @@ class Reconciler:
             new["observedRevision"] = revisions[name]
             new["conditions"] = merge_conditions(old.get("conditions"), conditions, now)
             new = _ordered(new)
+            if not self._writes_status:
+                self._unwritten[name] = new
             if new != old and status_changed(old or None, new):
                 out[(entity.path, entity.doc)] = new
         return out
@@ -630,14 +664,17 @@ def _ordered(status: dict) -> dict:
     return {k: status[k] for k in _STATUS_ORDER if status.get(k) is not None}
 
 
-def _spec_revisions(snap: Any, changed_paths: frozenset[str] | None, source_rev: str) -> dict[str, str]:
+def _spec_revisions(snap: Any, changed_paths: frozenset[str] | None, source_rev: str,
+                    unwritten: dict[str, dict] | None = None) -> dict[str, str]:
     """Build -> the revision its spec comes from: ``source_rev`` when its file changed (or on
-    a first pass), else what its status recorded. Stamped on its objects and in its status,
-    it keeps an unchanged build's rendering identical from pass to pass."""
+    a first pass), else what its status recorded (in Git, or in memory when status is not
+    written). Stamped on its objects and in its status, it keeps an unchanged build's
+    rendering identical from pass to pass."""
     out = {}
     for name, entity in snap.builds.items():
         status = entity.model.status
-        recorded = status.observedRevision if status is not None else None
+        recorded = status.observedRevision if status is not None else \
+            (unwritten or {}).get(name, {}).get("observedRevision")
         changed = changed_paths is None or entity.path in changed_paths or not recorded
         out[name] = source_rev if changed else recorded
     return out
@@ -755,6 +792,9 @@ def run_pass(triggers: list, context: Any) -> PassReport:
     context.checkpoint()
     runs_only = bool(triggers) and all(getattr(t, "reason", None) == "watch" and
                                        (getattr(t, "detail", None) or {}).get("phase") != "Deleted" for t in triggers)
+    if runs_only and reconciler.seen_already([t.detail for t in triggers]):
+        # The watch reports runs as the last pass itself created or saw them.
+        return reconciler.nothing_new()
     report = reconciler.run_once(mark_applied=getattr(context, "mark_applied", None),
                                  checkpoint=getattr(context, "checkpoint", None), runs_only=runs_only)
     context.log.debug("pass steps: " + ", ".join(f"{k} {v * 1000:.0f}ms" for k, v in report.steps.items()))

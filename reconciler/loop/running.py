@@ -358,6 +358,8 @@ def _summary(report: Any) -> str:
         return ""
     parts = []
     names = ("applied", "unchanged", "pruned", "rejected", "errors")
+    if getattr(report, "scope", None) == "none":
+        return "nothing new (the runs are as the last pass left them)"
     if getattr(report, "scope", None) == "runs":  # no cluster was asked: only status was brought up to date
         parts.append("run states only")
         names = ("rejected", "errors")
