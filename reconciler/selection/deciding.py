@@ -16,6 +16,7 @@ Everything that does not depend on the pools' load is a ``Plan``, kept in the ca
 from __future__ import annotations
 
 import gc
+import heapq
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
@@ -247,15 +248,37 @@ def _choose(p: Plan, catalog: Catalog, who_step: Step, load: Load) -> Decision:
     if queued:
         reason += f"; it is full ({usage}), so the build waits for a slot"
 
-    def alternatives() -> list[Alternative]:
-        fitting = sorted((Candidate(fit(q, needs, route.preferred), running_of(q)) for q in catalog.members(p.alive)),
-                         key=lambda c: c.key)
+    def alternatives(limit: int | None = None) -> list[Alternative]:
+        candidates = (Candidate(fit(q, needs, route.preferred), running_of(q)) for q in catalog.members(p.alive))
+        fitting = _closest(candidates, None if limit is None else limit + 1)  # + the chosen pool
         out = [Alternative(c.pool.provider, c.pool.name, _lost(best, c), c.score) for c in fitting if c.pool is not pool]
-        out.extend(_excluded_alternatives(catalog, p))
-        return out
+        return _with_excluded(out, catalog, p, limit)
 
     return Decision("Queued" if queued else "Admitted", pool.infrastructure, pool.provider, pool.name, reason,
-                    confidence(best, runner_up, by_person), Alternatives(alternatives), path, best.score)
+                    confidence(best, runner_up, by_person), Alternatives(alternatives, head=alternatives), path,
+                    best.score)
+
+
+def _closest(candidates: Iterable[Candidate], limit: int | None) -> list[Candidate]:
+    """The candidates in order (``Candidate.key``); only the first ``limit`` when given."""
+    if limit is None:
+        return sorted(candidates, key=_key)
+    return heapq.nsmallest(limit, candidates, key=_key)
+
+
+def _key(candidate: Candidate) -> tuple:
+    return candidate.key
+
+
+def _with_excluded(out: list[Alternative], catalog: Catalog, p: Plan, limit: int | None) -> list[Alternative]:
+    """``out`` followed by the pools a rule excluded, cut to ``limit``."""
+    if limit is None:
+        out.extend(_excluded_alternatives(catalog, p))
+        return out
+    del out[limit:]
+    if len(out) < limit:
+        out.extend(_excluded_alternatives(catalog, p)[:limit - len(out)])
+    return out
 
 
 def _reason(p: Plan, best: Candidate, step: str | None, by_person: bool) -> str:
@@ -342,12 +365,14 @@ def _rejected(reason: str, path: tuple[Step, ...], catalog: Catalog, p: Plan, lo
     reason = reason[0].upper() + reason[1:]
     path = path + (Step("Result", f"Rejected: {reason}"),)
 
-    def alternatives() -> list[Alternative]:
-        fitting = sorted((Candidate(fit(q, p.needs, p.route.preferred), load.running(q))
-                          for q in catalog.members(p.alive)), key=lambda c: c.key)
-        out = [Alternative(c.pool.provider, c.pool.name,
-                           "could run the build, but the request was refused", c.score) for c in fitting]
-        out.extend(_excluded_alternatives(catalog, p))
-        return out
+    def alternatives(limit: int | None = None) -> list[Alternative]:
+        fitting = _closest((Candidate(fit(q, p.needs, p.route.preferred), load.running(q))
+                            for q in catalog.members(p.alive)), limit)
+        out = [Alternative(c.pool.provider, c.pool.name, _REFUSED, c.score) for c in fitting]
+        return _with_excluded(out, catalog, p, limit)
 
-    return Decision("Rejected", None, None, None, reason, 0.0, Alternatives(alternatives), path, None)
+    return Decision("Rejected", None, None, None, reason, 0.0, Alternatives(alternatives, head=alternatives), path,
+                    None)
+
+
+_REFUSED = "could run the build, but the request was refused"

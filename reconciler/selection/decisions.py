@@ -54,21 +54,34 @@ class Alternatives(Sequence[Alternative]):
 
     Selecting 10,000 builds over 200 pools would otherwise spend most of its time writing
     two million "why not this pool" sentences that nobody reads; they are written when
-    ``status``, ``explain`` or a test looks at them, and then kept.
+    ``explain`` or a test looks at them, and then kept.
+
+    ``first(n)`` (what a build's status holds: the closest few) writes only those ``n`` when
+    the whole list was not built yet, and keeps nothing: a pass that writes 10,000 statuses
+    would otherwise hold all two million sentences until it ends. ``head(n)`` makes them:
+    the first ``n`` of the whole list.
     """
 
-    __slots__ = ("_make", "_items")
+    __slots__ = ("_make", "_items", "_head")
 
-    def __init__(self, items: Sequence[Alternative] | Callable[[], Sequence[Alternative]] = ()) -> None:
+    def __init__(self, items: Sequence[Alternative] | Callable[[], Sequence[Alternative]] = (),
+                 head: Callable[[int], Sequence[Alternative]] | None = None) -> None:
         if callable(items):
             self._make, self._items = items, None
         else:
             self._make, self._items = None, tuple(items)
+        self._head = head if self._items is None else None
+
+    def first(self, n: int) -> tuple[Alternative, ...]:
+        """The first ``n``, without building (or keeping) the rest."""
+        if self._items is None and self._head is not None:
+            return tuple(self._head(n))[:n]
+        return self._all()[:n]
 
     def _all(self) -> tuple[Alternative, ...]:
         if self._items is None:
             self._items = tuple(self._make())
-            self._make = None
+            self._make = self._head = None
         return self._items
 
     def __getitem__(self, index):  # type: ignore[override]
@@ -113,7 +126,10 @@ class Decision:
 
         ``max_alternatives`` keeps the first N (pools that fit come before excluded ones):
         what is written back to a build's file; ``explain`` shows every one."""
-        alternatives = self.alternatives if max_alternatives is None else self.alternatives[:max_alternatives]
+        alternatives = self.alternatives
+        if max_alternatives is not None:
+            first = getattr(alternatives, "first", None)
+            alternatives = first(max_alternatives) if first is not None else alternatives[:max_alternatives]
         return {
             "infrastructure": self.infrastructure,
             "provider": self.provider,
