@@ -8,7 +8,7 @@ stops the others: its problems are collected and the rest is loaded.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable
 
 from ..problems import Problem
@@ -87,7 +87,17 @@ class _FileResult:
 
 
 class Loader:
-    """Loads snapshots, remembering per-blob results between calls."""
+    """Loads snapshots, remembering per-blob results between calls.
+
+    Only the results of the files of the last tree loaded are kept: a long-lived process
+    (``image-factory run``) would otherwise hold every version of every file it ever saw
+    (after a status commit that touches 10,000 files, twice the repository). Results the
+    new tree does not use are dropped before its new files are parsed, so a load never
+    holds two full repositories at once.
+    """
+
+    # Blobs read from Git per batch: the bytes of a batch are held while it is parsed.
+    READ_BATCH = 2_500
 
     def __init__(self) -> None:
         self._blobs: dict[tuple[str, str | None], _FileResult] = {}
@@ -110,19 +120,27 @@ class Loader:
                 snap = Snapshot(tree.revision, snap.factory, snap.providers, snap.pools, snap.builds, snap.problems,
                                 snap.files, snap.invalid)
             return snap
+        self._last = None  # a different tree: let the old snapshot go before parsing the new one
         entries = tree.entries()
-        missing = [e for e in entries if (e.blob, expected_kind(e.path)[0]) not in self._blobs]
-        if missing:
-            small = [e for e in missing if e.size <= MAX_FILE_BYTES]
+        keys = [(e.blob, expected_kind(e.path)[0]) for e in entries]
+        wanted = set(keys)
+        blobs = self._blobs
+        if any(k not in wanted for k in blobs):
+            self._blobs = blobs = {k: v for k, v in blobs.items() if k in wanted}
+        missing = list({k: e for e, k in zip(entries, keys) if k not in blobs}.items())
+        del wanted
+        for start in range(0, len(missing), self.READ_BATCH):
+            batch = missing[start:start + self.READ_BATCH]
+            small = [e for _k, e in batch if e.size <= MAX_FILE_BYTES]
             contents = tree.read(small) if small else {}
-            for entry in missing:
-                kind = expected_kind(entry.path)[0]
+            for blob_key, entry in batch:
                 if entry.size > MAX_FILE_BYTES:
                     result = _FileResult((), (ParseProblem(1, "", f"file is {entry.size:,} bytes; the limit is {MAX_FILE_BYTES:,} (1 MiB)"),))
                 else:
-                    result = _check_file(contents[entry.blob], kind)
+                    result = _check_file(contents[entry.blob], blob_key[1])
                     self.parsed += 1
-                self._blobs[(entry.blob, kind)] = result
+                blobs[blob_key] = result
+            del contents
         snap = self._assemble(tree.revision, entries)
         self._last = (key, snap)
         return snap
@@ -175,8 +193,26 @@ class Loader:
 
 def _check_file(data: bytes, kind: str | None) -> _FileResult:
     parsed = parse(data)
-    checked = tuple(check_document(doc, kind) for doc in parsed.documents)
+    checked = tuple(_kept(check_document(doc, kind)) for doc in parsed.documents)
     if kind == "FactoryConfig" and len(checked) > 1:
         extra = ParseProblem(checked[1].line, "", "factory.yaml holds exactly one FactoryConfig document")
         return _FileResult(checked, parsed.problems + (extra,))
     return _FileResult(checked, parsed.problems)
+
+
+# --- what a cached result keeps of a document's field lines ----------------------------------
+#
+# A document's problems are found (with their lines) when it is checked; afterwards its
+# lines serve only the checks across objects (references, duplicate names), which point at
+# ``metadata`` and ``spec``. ``status`` (written by the reconciler, often most of a build's
+# file) is not kept.
+
+
+def _kept(checked: Checked) -> Checked:
+    if checked.model is None:
+        return checked  # its problems are made already
+    lines = checked.lines
+    without = getattr(lines, "without", None)  # yamldocs.Lines (its paths are not built yet)
+    if without is not None:
+        return replace(checked, lines=without("status"))
+    return replace(checked, lines={path: line for path, line in lines.items() if not path or path[0] != "status"})
