@@ -19,7 +19,13 @@ TRUSTED = frozenset(PERMISSIONS)
 
 @dataclass(frozen=True)
 class Desired:
-    snapshot: Any
+    """Decisions and renders, and where each pool and build was defined.
+
+    It does not hold the snapshot it came from: the loop keeps the last Desired between
+    passes, and the snapshot (every model of the repository) would then stay alive while the
+    next pass loads a new one."""
+
+    paths: dict[str, str]  # pool and build name -> the file it is defined in
     decisions: dict  # build name -> selection Decision
     rendered: Any  # rendering.RenderResult (admitted builds only)
 
@@ -29,9 +35,7 @@ class Desired:
 
     def sources(self) -> dict[str, str]:
         """Build and pool name -> the file it is defined in (for plans and reports)."""
-        out = {name: e.path for name, e in self.snapshot.pools.items()}
-        out.update({name: e.path for name, e in self.snapshot.builds.items()})
-        return out
+        return dict(self.paths)
 
 
 def compute_desired(snapshot: Any, *, health: Mapping | None = None, load: Mapping[str, int] | None = None,
@@ -49,7 +53,11 @@ def compute_desired(snapshot: Any, *, health: Mapping | None = None, load: Mappi
     placements = {name: (d.provider, d.pool) for name, d in decisions.items() if d.admitted}
     rendered = render_snapshot(snapshot, revision, placements=placements, builds=sorted(placements),
                                renderer=renderer)
-    return Desired(snapshot, decisions, rendered)
+    if isinstance(renderer, CachingRenderer):
+        renderer.finish()
+    paths = {name: e.path for name, e in snapshot.pools.items()}
+    paths.update({name: e.path for name, e in snapshot.builds.items()})
+    return Desired(paths, decisions, rendered)
 
 
 class CachingRenderer:
@@ -58,7 +66,11 @@ class CachingRenderer:
 
     ``revisions`` gives each build the revision its spec came from (its observedRevision), so
     an unchanged build renders to the identical objects and costs a dictionary lookup.
-    Entries not used by a pass are dropped at the start of the next one (``begin``).
+    Only the renders the last pass used are kept: when the pass has rendered (``finish``),
+    the others (changed builds, builds no longer admitted) are dropped.
+
+    factory.yaml is keyed by the identity of its model, so the models of the keys are held
+    (a freed model's id could be given to the next one).
     """
 
     def __init__(self, inner: Any) -> None:
@@ -66,6 +78,7 @@ class CachingRenderer:
         self.revisions: dict[str, str] = {}
         self._cache: dict[tuple, Any] = {}
         self._used: dict[tuple, Any] = {}
+        self._factories: dict[int, Any] = {}  # id -> the factory model of keys in _cache and _used
         self.hits = 0
 
     def begin(self, revisions: dict[str, str], inner: Any | None = None) -> "CachingRenderer":
@@ -76,6 +89,16 @@ class CachingRenderer:
             self.inner = inner
         return self
 
+    def finish(self) -> None:
+        """The pass has rendered: forget what it did not use."""
+        self._cache = {}
+        live = {key[7] for key in self._used}
+        self._factories = {i: f for i, f in self._factories.items() if i in live}
+
+    def held(self) -> int:
+        """How many renders are kept."""
+        return len(self._cache.keys() | self._used.keys())
+
     def render_build(self, build: Any, pool: Any, provider: Any, factory: Any, revision: str) -> Any:
         revision = self.revisions.get(build.name, revision)
         key = (build.name, build.blob, build.doc, pool.name, pool.blob, provider.name, provider.blob, id(factory),
@@ -83,6 +106,7 @@ class CachingRenderer:
         hit = self._cache.get(key)
         if hit is None:
             hit = self.inner.render_build(build, pool, provider, factory, revision)
+            self._factories.setdefault(id(factory), factory)
         else:
             self.hits += 1
         self._used[key] = hit
