@@ -7,13 +7,14 @@ from typing import Literal
 from pydantic import Field
 
 from .common import Strict
+from .sharing import Shared
 
 Phase = Literal["Pending", "Queued", "Running", "Succeeded", "Failed", "Cancelled", "Rejected"]
 PHASES: tuple[str, ...] = ("Pending", "Queued", "Running", "Succeeded", "Failed", "Cancelled", "Rejected")
 Health = Literal["Healthy", "Degraded", "Unhealthy", "Unknown"]
 
 
-class Condition(Strict):
+class Condition(Shared):
     type: str
     status: Literal["True", "False", "Unknown"]
     reason: str = ""
@@ -21,14 +22,14 @@ class Condition(Strict):
     lastTransitionTime: str = ""
 
 
-class Alternative(Strict):
+class Alternative(Shared):
     provider: str
     pool: str | None = None
     reason: str
     score: float | None = None
 
 
-class Selection(Strict):
+class Selection(Shared):
     infrastructure: Literal["kubernetes", "build_nodes"] | None = None
     provider: str | None = None
     pool: str | None = None
