@@ -86,6 +86,10 @@ class CachingRenderer:
         self.revisions = revisions
         self.hits = 0
         if inner is not None:
+            before = getattr(self.inner, "templates", None)
+            reuse = getattr(getattr(inner, "templates", None), "reuse", None)
+            if before is not None and reuse is not None:
+                reuse(before)  # a new renderer per pass need not compile the templates again
             self.inner = inner
         return self
 

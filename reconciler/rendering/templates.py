@@ -113,6 +113,13 @@ class TemplateStore:
         self._versions: dict[str, dict[str, TemplateVersion]] | None = None
         self._compiled: dict[tuple[str, str], _Compiled] = {}
         self._env = None
+        self._previous: TemplateStore | None = None
+
+    def reuse(self, previous: TemplateStore) -> None:
+        """Take ``previous``'s compiled templates where the files are still the same (a
+        pass that makes a new store then compiles only what changed on disk)."""
+        if previous is not self and previous.root == self.root:
+            self._previous, previous._previous = previous, None
 
     # -- discovery -------------------------------------------------------------------------------
 
@@ -185,6 +192,12 @@ class TemplateStore:
     def _compile(self, tv: TemplateVersion) -> _Compiled:
         key = (tv.method, tv.version)
         compiled = self._compiled.get(key)
+        if compiled is None and self._previous is not None:
+            compiled = self._previous._compiled.get(key)
+            if compiled is not None and self._previous.methods()[tv.method][tv.version] != tv:
+                compiled = None  # the files changed
+            if compiled is not None:
+                self._compiled[key] = compiled
         if compiled is None:
             template = {"name": tv.method, "version": tv.version, "pipelineName": tv.pipeline_name,
                         "ref": tv.ref}
