@@ -248,15 +248,30 @@ def _choose(p: Plan, catalog: Catalog, who_step: Step, load: Load) -> Decision:
     if queued:
         reason += f"; it is full ({usage}), so the build waits for a slot"
 
-    def alternatives(limit: int | None = None) -> list[Alternative]:
-        candidates = (Candidate(fit(q, needs, route.preferred), running_of(q)) for q in catalog.members(p.alive))
-        fitting = _closest(candidates, None if limit is None else limit + 1)  # + the chosen pool
-        out = [Alternative(c.pool.provider, c.pool.name, _lost(best, c), c.score) for c in fitting if c.pool is not pool]
-        return _with_excluded(out, catalog, p, limit)
-
+    alternatives = _LostTo(p, catalog, load, best)
     return Decision("Queued" if queued else "Admitted", pool.infrastructure, pool.provider, pool.name, reason,
                     confidence(best, runner_up, by_person), Alternatives(alternatives, head=alternatives), path,
                     best.score)
+
+
+class _LostTo:
+    """The alternatives of a chosen pool, made when asked (``limit``: only the closest).
+
+    An object rather than a closure: the last pass's decisions are kept between passes, and
+    a closure costs a function and a cell per captured name for each of 10,000 decisions."""
+
+    __slots__ = ("p", "catalog", "load", "best")
+
+    def __init__(self, p: Plan, catalog: Catalog, load: Load, best: Candidate) -> None:
+        self.p, self.catalog, self.load, self.best = p, catalog, load, best
+
+    def __call__(self, limit: int | None = None) -> list[Alternative]:
+        p, catalog, best, running_of = self.p, self.catalog, self.best, self.load.running
+        preferred, pool = p.route.preferred, best.pool
+        candidates = (Candidate(fit(q, p.needs, preferred), running_of(q)) for q in catalog.members(p.alive))
+        fitting = _closest(candidates, None if limit is None else limit + 1)  # + the chosen pool
+        out = [Alternative(c.pool.provider, c.pool.name, _lost(best, c), c.score) for c in fitting if c.pool is not pool]
+        return _with_excluded(out, catalog, p, limit)
 
 
 def _closest(candidates: Iterable[Candidate], limit: int | None) -> list[Candidate]:
@@ -365,14 +380,25 @@ def _rejected(reason: str, path: tuple[Step, ...], catalog: Catalog, p: Plan, lo
     reason = reason[0].upper() + reason[1:]
     path = path + (Step("Result", f"Rejected: {reason}"),)
 
-    def alternatives(limit: int | None = None) -> list[Alternative]:
-        fitting = _closest((Candidate(fit(q, p.needs, p.route.preferred), load.running(q))
+    alternatives = _Refused(p, catalog, load)
+    return Decision("Rejected", None, None, None, reason, 0.0, Alternatives(alternatives, head=alternatives), path,
+                    None)
+
+
+class _Refused:
+    """The alternatives of a refused request, made when asked (see ``_LostTo``)."""
+
+    __slots__ = ("p", "catalog", "load")
+
+    def __init__(self, p: Plan, catalog: Catalog, load: Load) -> None:
+        self.p, self.catalog, self.load = p, catalog, load
+
+    def __call__(self, limit: int | None = None) -> list[Alternative]:
+        p, catalog, running_of = self.p, self.catalog, self.load.running
+        fitting = _closest((Candidate(fit(q, p.needs, p.route.preferred), running_of(q))
                             for q in catalog.members(p.alive)), limit)
         out = [Alternative(c.pool.provider, c.pool.name, _REFUSED, c.score) for c in fitting]
         return _with_excluded(out, catalog, p, limit)
-
-    return Decision("Rejected", None, None, None, reason, 0.0, Alternatives(alternatives, head=alternatives), path,
-                    None)
 
 
 _REFUSED = "could run the build, but the request was refused"
