@@ -8,6 +8,7 @@ stops the others: its problems are collected and the rest is loaded.
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable
 
@@ -143,6 +144,8 @@ class Loader:
             del contents
         snap = self._assemble(tree.revision, entries)
         self._last = (key, snap)
+        if self.parsed >= FREEZE_AFTER:
+            _freeze()
         return snap
 
     def _assemble(self, revision: str | None, entries: Iterable[FileEntry]) -> Snapshot:
@@ -189,6 +192,23 @@ class Loader:
         problems.sort(key=lambda p: (p.path, p.line, p.field, p.message))
         return Snapshot(revision, factory, by_kind["Provider"], by_kind["Pool"], by_kind["BuildRequest"], tuple(problems),
                         files, frozenset(invalid))
+
+
+# A load that parsed at least this many files moves what the process holds out of the
+# cyclic garbage collector's reach (``gc.freeze``): see ``_freeze``.
+FREEZE_AFTER = 1_000
+
+
+def _freeze() -> None:
+    """Collect once, then freeze every object the process holds.
+
+    Loaded models are long-lived and hold no reference cycles (a model that is dropped is
+    freed by its reference count, frozen or not), but each full collection walks all of
+    them: at 10,000 builds about half a million objects, 0.5 s, in nearly every pass. Frozen,
+    they are not walked again. The collection first frees whatever cyclic garbage there is,
+    so nothing collectable is frozen with them."""
+    gc.collect()
+    gc.freeze()
 
 
 def _check_file(data: bytes, kind: str | None) -> _FileResult:
