@@ -175,3 +175,41 @@ def test_the_render_cache_holds_the_factory_its_keys_name(tmp_path: Path):
     # Keys name factory.yaml by the id of its model: while they exist the model must, or a
     # new factory.yaml's model could get the same id and hit renders made for the old one.
     assert factory() is not None
+
+
+# --- a new renderer per pass, the same compiled templates; the loaded models frozen -----------
+
+def test_a_new_template_store_takes_the_last_ones_compiled_templates(tmp_path: Path):
+    import shutil
+
+    from reconciler.rendering.templates import DEFAULT_ROOT, TemplateStore
+
+    root = tmp_path / "pipeline-templates"
+    shutil.copytree(DEFAULT_ROOT, root)
+    first = TemplateStore(root)
+    pipeline, _ = first.pipeline(first.get("docker"))
+    second = TemplateStore(root)
+    second.reuse(first)
+    assert second.pipeline(second.get("docker"))[0] is pipeline  # not compiled again
+    # A template edited on disk meanwhile is compiled again.
+    source = root / "docker" / "pipeline.yaml.j2"
+    source.write_text(source.read_text().replace("kind: Pipeline", "kind: Pipeline\n# edited", 1))
+    third = TemplateStore(root)
+    third.reuse(second)
+    assert third.pipeline(third.get("docker"))[0] is not pipeline
+
+
+def test_a_big_load_freezes_what_it_made_and_a_small_one_does_not(tmp_path: Path, monkeypatch):
+    import reconciler.source.loading as loading
+
+    calls = []
+    monkeypatch.setattr(loading, "_freeze", lambda: calls.append(1))
+    repo = copy_examples(tmp_path / "repo")
+    monkeypatch.setattr(loading, "FREEZE_AFTER", 10)
+    loader = Loader()
+    loader.load_directory(str(repo))
+    assert loader.parsed >= 10 and calls == [1]
+    path = sorted((repo / "builds").rglob("*.yaml"))[0]
+    path.write_text(path.read_text() + "# touched\n")
+    loader.load_directory(str(repo))
+    assert loader.parsed == 1 and calls == [1]
