@@ -40,16 +40,17 @@ class Desired:
 
 def compute_desired(snapshot: Any, *, health: Mapping | None = None, load: Mapping[str, int] | None = None,
                     builds: Iterable[str] | None = None, renderer: Any = None,
-                    revision: str | None = None, standing: Mapping[str, str] | None = None) -> Desired:
-    """Select and render. ``standing``: builds whose run is ``"running"`` or ``"finished"``
-    (see ``selection.select_all``)."""
+                    revision: str | None = None, standing: Mapping[str, str] | None = None,
+                    keep: Mapping[str, str] | None = None) -> Desired:
+    """Select and render. ``standing``: builds whose run is ``"running"`` or ``"finished"``;
+    ``keep``: the pool each such run is on (see ``selection.select_all``)."""
     from .rendering import render_snapshot
     from .selection import Actor, Catalog, select_all
 
     catalog = Catalog.build(snapshot.providers, snapshot.pools, health=health, load=load, factory=snapshot.factory)
     wanted = snapshot.builds if builds is None else {n: snapshot.builds[n] for n in builds if n in snapshot.builds}
     actor = Actor("repository (authorized by Git history)", TRUSTED, "review")
-    decisions = select_all(wanted, catalog, actor=actor, standing=standing)
+    decisions = select_all(wanted, catalog, actor=actor, standing=standing, keep=keep)
     placements = {name: (d.provider, d.pool) for name, d in decisions.items() if d.admitted}
     rendered = render_snapshot(snapshot, revision, placements=placements, builds=sorted(placements),
                                renderer=renderer)

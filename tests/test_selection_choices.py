@@ -197,6 +197,24 @@ def test_started_builds_keep_their_slots_and_finished_ones_free_theirs():
                                                           "b3": "Admitted"}
 
 
+def test_a_build_with_a_run_keeps_its_pool_while_that_pool_can_run_it():
+    """b-pool would be picked now (a-pool sorts first and has room again), but the build's run
+    is on b-pool: moving it would replace a started run, or re-run a finished one."""
+    c = catalog(pools=[pool("a-pool", "aws", "general", max_builds=2), pool("b-pool", "aws", "general", max_builds=2)],
+                health=healthy())
+    builds = [_entity(build(name="moved"), "web"), _entity(build(name="fresh"), "web")]
+    free = select_all(builds, c, actor=Actor("x", DEVELOPER))
+    assert free["moved"].pool == "a-pool"
+    kept = select_all(builds, c, actor=Actor("x", DEVELOPER), standing={"moved": "running"}, keep={"moved": "b-pool"})
+    assert (kept["moved"].state, kept["moved"].pool) == ("Admitted", "b-pool")
+    assert "keeps its pool" in kept["moved"].reason and "aws" in kept["moved"].reason
+    assert kept["fresh"].pool == "a-pool"
+    Selection.model_validate(kept["moved"].to_status())
+    # A pool that can no longer run it (removed) is not kept.
+    gone = select_all(builds, c, actor=Actor("x", DEVELOPER), standing={"moved": "finished"}, keep={"moved": "c-pool"})
+    assert gone["moved"].pool == "a-pool"
+
+
 # -- ties, determinism, confidence ------------------------------------------------------------
 
 def test_ties_go_to_priority_then_names():

@@ -181,6 +181,7 @@ class Reconciler:
         self._writes_status = not (options.worktree or (options.offline and not options.write_status_offline))
         self._unwritten: dict[str, dict] = {}
         self._last_report: PassReport | None = None
+        self._standing_now: dict[str, str] = {}  # the builds with a run, as of this pass (see _standing)
         self._watches = None
         if on_run_change is not None and not options.offline:
             from ..cluster.watching import Watches
@@ -335,18 +336,20 @@ class Reconciler:
         selection. Recomputed at least every ``DESIRED_MAX_AGE`` seconds regardless."""
         from ..desired import compute_desired
 
-        standing = _standing(snap, revisions)
+        standing, keep = _standing(snap, revisions, self._unwritten)
+        self._standing_now = standing
         key = None
         if not self.options.worktree:  # a working directory has no revision to compare
             key = (source_rev, tuple(sorted((n, h.state, h.reason, h.tekton_installed, h.buildkit_controller)
                                             for n, h in health.items())),
-                   tuple(sorted(unreachable.items())), tuple(sorted(unauthorized)), tuple(sorted(standing.items())))
+                   tuple(sorted(unreachable.items())), tuple(sorted(unauthorized)), tuple(sorted(standing.items())),
+                   tuple(sorted(keep.items())))
         memo = self._memo
         if key is not None and memo is not None and memo[0] == key and time.monotonic() - memo[1] < DESIRED_MAX_AGE:
             return memo[2]
         renderer = self._render_cache.begin(revisions, self._renderer(snap, unreachable))
         desired = compute_desired(snap, health=health, load={name: 0 for name in snap.pools}, revision=source_rev,
-                                  renderer=renderer, standing=standing)
+                                  renderer=renderer, standing=standing, keep=keep)
         self._memo = (key, time.monotonic(), desired) if key is not None else None
         return desired
 
@@ -586,8 +589,9 @@ class Reconciler:
                     conditions.extend(c for c in old.get("conditions", []) if c.get("type") == "Succeeded")
                 else:
                     new["phase"] = "Pending"
+                selection = _selection(decision, old.get("selection"), name in self._standing_now)
                 conditions.insert(0, {"type": "Scheduled", "status": "True", "reason": "Admitted",
-                                      "message": decision.reason})
+                                      "message": selection.get("reason") or decision.reason})
                 if rendered.cluster in unreachable:
                     conditions.append({"type": "Applied", "status": "False", "reason": "ClusterUnavailable",
                                        "message": f"provider {rendered.cluster}: {unreachable[rendered.cluster]}"})
@@ -601,7 +605,7 @@ class Reconciler:
                 new["run"] = {"cluster": rendered.cluster, "namespace": rendered.namespace, "name": rendered.run_name,
                               "kind": rendered.run_kind}
             if decision is not None:
-                new["selection"] = _selection(decision, old.get("selection"))
+                new["selection"] = _selection(decision, old.get("selection"), name in self._standing_now)
             report.build_phases[name] = new.get("phase", "Pending")
             new["observedRevision"] = revisions[name]
             new["conditions"] = merge_conditions(old.get("conditions"), conditions, now)
@@ -692,24 +696,43 @@ def _stepper(steps: dict[str, float]):
     return step
 
 
-def _standing(snap: Any, revisions: dict[str, str]) -> dict[str, str]:
-    """Builds whose status records a run of their current spec: ``"finished"`` or ``"running"``
-    (a build whose file changed since is a new request, whatever its old run did)."""
-    out = {}
+def _standing(snap: Any, revisions: dict[str, str], unwritten: dict[str, dict]) -> tuple[dict, dict]:
+    """(standing, keep): builds whose status records a run of their current spec, as
+    ``"finished"`` or ``"running"``, and the pool that run is on (a build whose file changed
+    since is a new request, whatever its old run did)."""
+    standing, keep = {}, {}
     for name, entity in snap.builds.items():
         status = entity.model.status
-        if status is None or status.run is None or status.observedRevision != revisions.get(name):
+        if status is not None:
+            phase, run, observed = status.phase, status.run, status.observedRevision
+            pool = status.selection.pool if status.selection is not None else None
+        else:  # status not written (offline, working tree): the last one kept in memory
+            old = unwritten.get(name) or {}
+            phase, run, observed = old.get("phase"), old.get("run"), old.get("observedRevision")
+            pool = (old.get("selection") or {}).get("pool")
+        if run is None or observed != revisions.get(name):
             continue
-        if status.phase in FINISHED:
-            out[name] = "finished"
-        elif status.phase in ("Pending", "Running"):
-            out[name] = "running"
-    return out
+        if phase in FINISHED:
+            standing[name] = "finished"
+        elif phase in ("Pending", "Running"):
+            standing[name] = "running"
+        else:
+            continue
+        if pool:
+            keep[name] = pool
+    return standing, keep
 
 
-def _selection(decision: Any, old: dict | None) -> dict:
+def _selection(decision: Any, old: dict | None, placed: bool = False) -> dict:
     """The status.selection block; the recorded one when the decision has not changed, so an
-    unchanged build costs no "why not this pool" sentences (the expensive part of a pass)."""
+    unchanged build costs no "why not this pool" sentences (the expensive part of a pass).
+
+    ``placed``: the build has a run (running or finished) and keeps its pool; the recorded
+    block (why it was placed there) stays as long as the pool does, whatever the wording of
+    today's decision: other builds coming and going must not rewrite this build's file."""
+    if old and placed and decision.admitted and (old.get("provider"), old.get("pool")) == (decision.provider,
+                                                                                          decision.pool):
+        return old
     if old and all(old.get(k) == getattr(decision, k) for k in ("infrastructure", "provider", "pool", "reason")) \
             and abs((old.get("confidence") or 0) - decision.confidence) < 1e-9:
         return old

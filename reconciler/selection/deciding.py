@@ -49,7 +49,7 @@ def select(build: Any, catalog: Catalog, *, team: str | None = None, actor: Acto
 
 def select_all(builds: Mapping[str, Any] | Iterable[Any], catalog: Catalog,
                actor: Actor | Callable[[Any], Actor] | None = None, reserve: bool = True,
-               standing: Mapping[str, str] | None = None) -> dict[str, Decision]:
+               standing: Mapping[str, str] | None = None, keep: Mapping[str, str] | None = None) -> dict[str, Decision]:
     """Decisions for many builds, keyed by build name.
 
     With ``reserve`` every Admitted build takes a slot of its pool for the builds after it,
@@ -59,8 +59,13 @@ def select_all(builds: Mapping[str, Any] | Iterable[Any], catalog: Catalog,
     not finished) or ``"finished"``. Running builds are decided first, so builds added later
     never push a started build out of its slot (and its run is never pruned for them);
     finished builds are decided but take no slot. The rest follow in order of (team, name).
+
+    ``keep`` names the pool a running or finished build's run is on: the build stays there
+    while that pool can still run it, even when another pool would now be picked (a slot
+    freed, a pool was added), so a started run is never moved and a finished one never re-run.
     """
     standing = standing or {}
+    keep = keep or {}
     items = list(builds.values()) if isinstance(builds, Mapping) else list(builds)
 
     def order(b: Any) -> tuple[int, str, str]:
@@ -81,7 +86,7 @@ def select_all(builds: Mapping[str, Any] | Iterable[Any], catalog: Catalog,
             finished = standing.get(model.metadata.name) == "finished"
             # A finished build ran already: it neither waits for a slot nor holds one.
             decision = decide(needs_of(model.spec), getattr(build, "team", None), who, catalog,
-                              catalog.load if finished else load)
+                              catalog.load if finished else load, keep=keep.get(model.metadata.name))
             if reserve and decision.state == "Admitted" and not finished:
                 load = load.admit(catalog.by_name[decision.pool])  # a new Load: earlier decisions keep theirs
             out[model.metadata.name] = decision
@@ -211,7 +216,8 @@ def _pools(n: int) -> str:
 
 # -- the decision ------------------------------------------------------------------------
 
-def decide(needs: Needs, team: str | None, actor: Actor, catalog: Catalog, load: Load) -> Decision:
+def decide(needs: Needs, team: str | None, actor: Actor, catalog: Catalog, load: Load,
+           keep: str | None = None) -> Decision:
     mode, denial, who_step = _who(needs, actor)
     p = plan(needs, team, mode, catalog)
     if p.rejection is not None:
@@ -224,15 +230,20 @@ def decide(needs: Needs, team: str | None, actor: Actor, catalog: Catalog, load:
         best, _ = pick(p.ranked(catalog, 0), p.groups[0], load.full, load.running)
         denial += f" (automatic selection would pick {best.pool.label})"
         return _rejected(denial, (who_step,) + p.steps, catalog, p, load)
-    return _choose(p, catalog, who_step, load)
+    return _choose(p, catalog, who_step, load, keep)
 
 
-def _choose(p: Plan, catalog: Catalog, who_step: Step, load: Load) -> Decision:
+def _choose(p: Plan, catalog: Catalog, who_step: Step, load: Load, keep: str | None = None) -> Decision:
     running_of = load.running
     best, runner_up = pick(p.ranked(catalog, 0), p.groups[0], load.full, running_of)
     if runner_up is None and len(p.groups) > 1:
         runner_up = pick(p.ranked(catalog, 1), p.groups[1], load.full, running_of)[0]
     needs, route = p.needs, p.route
+    kept = catalog.by_name.get(keep) if keep and keep != best.pool.name else None
+    if kept is not None and p.alive & kept.bit:  # the run's pool can still run it: stay
+        best, runner_up = Candidate(fit(kept, needs, route.preferred), running_of(kept)), best
+    else:
+        kept = None
     pool = best.pool
     by_person = route.mode != "auto" and bool(needs.placement_pool)
     step = decider(best, runner_up) if runner_up is not None else None
@@ -244,7 +255,9 @@ def _choose(p: Plan, catalog: Catalog, who_step: Step, load: Load) -> Decision:
              + (f" (below 1 because it {'; '.join(best.fit.notes)})" if best.fit.notes else "")),
         Step("Capacity", f"{usage}: " + ("full, so the build is queued" if queued else "a slot is free, admitted")),
     )
-    reason = _reason(p, best, step, by_person)
+    reason = _reason(p, best, step, by_person) if kept is None else \
+        (f"its run is on {pool.label}, and a build keeps its pool once its run exists "
+         f"({runner_up.pool.label} would be picked for it now)")
     if queued:
         reason += f"; it is full ({usage}), so the build waits for a slot"
 
