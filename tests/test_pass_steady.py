@@ -56,5 +56,6 @@ def test_a_pass_with_nothing_new_reuses_everything_and_a_change_recomputes(tmp_p
         changed = reconciler.run_once()
         assert len(computed) == before + 1 and "frontend-next" in changed.build_phases, (changed.errors, changed.rejected, sorted(changed.build_phases))
         assert changed.status_result == "pushed"
+        assert changed.status_files == ["builds/web/frontend-next.yaml"]  # nobody else's status moved
     finally:
         reconciler.close()
