@@ -47,6 +47,9 @@ def compute_desired(snapshot: Any, *, health: Mapping | None = None, load: Mappi
     from .rendering import render_snapshot
     from .selection import Actor, Catalog, select_all
 
+    if standing is None and keep is None:  # as the reconciler would see them: from the statuses
+        standing, keep = standing_of(snapshot)
+
     catalog = Catalog.build(snapshot.providers, snapshot.pools, health=health, load=load, factory=snapshot.factory)
     wanted = snapshot.builds if builds is None else {n: snapshot.builds[n] for n in builds if n in snapshot.builds}
     actor = Actor("repository (authorized by Git history)", TRUSTED, "review")
@@ -59,6 +62,39 @@ def compute_desired(snapshot: Any, *, health: Mapping | None = None, load: Mappi
     paths = {name: e.path for name, e in snapshot.pools.items()}
     paths.update({name: e.path for name, e in snapshot.builds.items()})
     return Desired(paths, decisions, rendered)
+
+
+def standing_of(snapshot: Any, revisions: Mapping[str, str] | None = None,
+                unwritten: Mapping[str, dict] | None = None) -> tuple[dict[str, str], dict[str, str]]:
+    """(standing, keep): builds whose status records a run of their current spec, as
+    ``"finished"`` or ``"running"``, and the pool that run is on (a build whose file changed
+    since is a new request, whatever its old run did: with ``revisions``, the revision each
+    build's spec comes from, a status recording another one does not count). ``unwritten``:
+    the statuses kept in memory where status is not written."""
+    from .status.phases import FINISHED
+
+    unwritten = unwritten or {}
+    standing, keep = {}, {}
+    for name, entity in snapshot.builds.items():
+        status = entity.model.status
+        if status is not None:
+            phase, run, observed = status.phase, status.run, status.observedRevision
+            pool = status.selection.pool if status.selection is not None else None
+        else:  # status not written (offline, working tree): the last one kept in memory
+            old = unwritten.get(name) or {}
+            phase, run, observed = old.get("phase"), old.get("run"), old.get("observedRevision")
+            pool = (old.get("selection") or {}).get("pool")
+        if run is None or (revisions is not None and observed != revisions.get(name)):
+            continue
+        if phase in FINISHED:
+            standing[name] = "finished"
+        elif phase in ("Pending", "Running"):
+            standing[name] = "running"
+        else:
+            continue
+        if pool:
+            keep[name] = pool
+    return standing, keep
 
 
 class CachingRenderer:

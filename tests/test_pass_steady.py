@@ -59,3 +59,34 @@ def test_a_pass_with_nothing_new_reuses_everything_and_a_change_recomputes(tmp_p
         assert changed.status_files == ["builds/web/frontend-next.yaml"]  # nobody else's status moved
     finally:
         reconciler.close()
+
+
+def test_standing_reads_runs_and_pools_from_status(tmp_path):
+    """What every command that selects (reconcile, diff, review, render) treats as placed."""
+    from reconciler.desired import standing_of
+    from reconciler.source.loading import Loader
+
+    src = copy_examples(tmp_path / "src")
+    path = src / "builds/web/frontend.yaml"
+    path.write_text(path.read_text() + """\
+status:
+  phase: Running
+  observedRevision: abc123
+  selection:
+    infrastructure: kubernetes
+    provider: prod-us-east-1
+    pool: eks-general
+    reason: picked
+    confidence: 0.9
+  run:
+    cluster: prod-us-east-1
+    namespace: if-web
+    name: frontend-1
+    kind: PipelineRun
+""")
+    snap = Loader().load_directory(str(src))
+    assert not snap.problems, snap.problems
+    assert standing_of(snap) == ({"frontend": "running"}, {"frontend": "eks-general"})
+    # A build whose spec now comes from another revision is a new request.
+    assert standing_of(snap, {"frontend": "def456"}) == ({}, {})
+    assert standing_of(snap, {"frontend": "abc123"})[0] == {"frontend": "running"}

@@ -77,7 +77,9 @@ class RunState:
 
     @property
     def finished(self) -> bool:
-        return self.phase in ("Succeeded", "Failed", "Cancelled")
+        from ..status.phases import FINISHED
+
+        return self.phase in FINISHED
 
     def finished_timestamp(self) -> float | None:
         return parse_time(self.finished_at)

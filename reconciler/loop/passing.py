@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import FactoryError
+from ..status.phases import FINISHED
 
-FINISHED = ("Succeeded", "Failed", "Cancelled")
 DESIRED_MAX_AGE = 600.0  # seconds a pass may reuse the previous pass's selection and rendering
 # Alternatives written into a build's status (the closest first); `explain` lists all.
 STATUS_ALTERNATIVES = 10
@@ -181,7 +181,7 @@ class Reconciler:
         self._writes_status = not (options.worktree or (options.offline and not options.write_status_offline))
         self._unwritten: dict[str, dict] = {}
         self._last_report: PassReport | None = None
-        self._standing_now: dict[str, str] = {}  # the builds with a run, as of this pass (see _standing)
+        self._standing_now: dict[str, str] = {}  # the builds with a run, as of this pass (see desired.standing_of)
         self._watches = None
         if on_run_change is not None and not options.offline:
             from ..cluster.watching import Watches
@@ -334,9 +334,9 @@ class Reconciler:
         one else's commit, the same provider health, the same builds running or finished),
         what the last pass computed: a steady pass over 10,000 builds then skips the whole
         selection. Recomputed at least every ``DESIRED_MAX_AGE`` seconds regardless."""
-        from ..desired import compute_desired
+        from ..desired import compute_desired, standing_of
 
-        standing, keep = _standing(snap, revisions, self._unwritten)
+        standing, keep = standing_of(snap, revisions, self._unwritten)
         self._standing_now = standing
         key = None
         if not self.options.worktree:  # a working directory has no revision to compare
@@ -694,33 +694,6 @@ def _stepper(steps: dict[str, float]):
         last[0] = now
 
     return step
-
-
-def _standing(snap: Any, revisions: dict[str, str], unwritten: dict[str, dict]) -> tuple[dict, dict]:
-    """(standing, keep): builds whose status records a run of their current spec, as
-    ``"finished"`` or ``"running"``, and the pool that run is on (a build whose file changed
-    since is a new request, whatever its old run did)."""
-    standing, keep = {}, {}
-    for name, entity in snap.builds.items():
-        status = entity.model.status
-        if status is not None:
-            phase, run, observed = status.phase, status.run, status.observedRevision
-            pool = status.selection.pool if status.selection is not None else None
-        else:  # status not written (offline, working tree): the last one kept in memory
-            old = unwritten.get(name) or {}
-            phase, run, observed = old.get("phase"), old.get("run"), old.get("observedRevision")
-            pool = (old.get("selection") or {}).get("pool")
-        if run is None or observed != revisions.get(name):
-            continue
-        if phase in FINISHED:
-            standing[name] = "finished"
-        elif phase in ("Pending", "Running"):
-            standing[name] = "running"
-        else:
-            continue
-        if pool:
-            keep[name] = pool
-    return standing, keep
 
 
 def _selection(decision: Any, old: dict | None, placed: bool = False) -> dict:

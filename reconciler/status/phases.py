@@ -43,6 +43,9 @@ _JOB_TERMINAL = (("Complete", "Succeeded"), ("SuccessCriteriaMet", "Succeeded"),
                  ("Failed", "Failed"), ("FailureTarget", "Failed"))
 
 
+FINISHED = ("Succeeded", "Failed", "Cancelled")  # the phases a run ends in
+
+
 @dataclass(frozen=True)
 class RunPhase:
     phase: str
@@ -52,7 +55,7 @@ class RunPhase:
 
     @property
     def finished(self) -> bool:
-        return self.phase in ("Succeeded", "Failed", "Cancelled")
+        return self.phase in FINISHED
 
     def status_fields(self) -> dict:
         """The ``status`` fields this observation decides."""
