@@ -73,6 +73,18 @@ def test_a_status_writes_its_alternatives_without_making_the_others():
         assert decision.alternatives.first(3) == tuple(everything[:3])
 
 
+def test_equal_decisions_write_one_status_block():
+    catalog = _many_pools_catalog()
+    builds = [build(name="one", infrastructure="kubernetes"), build(name="two", infrastructure="kubernetes")]
+    decisions = select_all(builds, catalog, actor=Actor("dev", frozenset()))
+    one, two = decisions["one"], decisions["two"]
+    assert one is not two and one.state == two.state == "Rejected"
+    assert one.to_status(10) is two.to_status(10)  # the loop keeps one such block per build
+    admitted = select_all([build(name="three")], catalog, actor=Actor("dev", DEVELOPER))["three"]
+    block = admitted.to_status(10)
+    assert block is not one.to_status(10) and block["pool"] == admitted.pool
+
+
 # --- the loader: one version of each file, and no status lines --------------------------------
 
 def test_the_loader_lets_earlier_versions_of_files_go(tmp_path: Path):

@@ -125,19 +125,27 @@ class Decision:
         """The ``status.selection`` block (reconciler.models.status.Selection).
 
         ``max_alternatives`` keeps the first N (pools that fit come before excluded ones):
-        what is written back to a build's file; ``explain`` shows every one."""
+        what is written back to a build's file; ``explain`` shows every one.
+
+        Equal blocks (and equal alternatives in them) are the same dicts: 10,000 builds have
+        about 1,000 different blocks, and the loop keeps every build's last status. Treat
+        the result as read-only."""
         alternatives = self.alternatives
         if max_alternatives is not None:
             first = getattr(alternatives, "first", None)
             alternatives = first(max_alternatives) if first is not None else alternatives[:max_alternatives]
-        return {
+        alts = [_shared(("alternative", a.provider, a.pool, a.reason, a.score), a.to_dict) for a in alternatives]
+        # The alternatives' ids stand for them: the table holds every dict its keys name.
+        key = ("selection", self.infrastructure, self.provider, self.pool, self.reason, self.confidence,
+               *map(id, alts))
+        return _shared(key, lambda: {
             "infrastructure": self.infrastructure,
             "provider": self.provider,
             "pool": self.pool,
             "reason": self.reason,
             "confidence": self.confidence,
-            "alternatives": [a.to_dict() for a in alternatives],
-        }
+            "alternatives": alts,
+        })
 
     def to_dict(self) -> dict:
         """Everything, for ``explain --output json`` and scripts."""
@@ -152,3 +160,16 @@ class Decision:
             "alternatives": [dict(a.to_dict(), rule=a.rule) for a in self.alternatives],
             "path": [s.to_dict() for s in self.path],
         }
+
+
+_SHARED: dict[tuple, dict] = {}
+SHARED_MAX = 50_000  # blocks and alternatives kept for sharing; the table starts again when full
+
+
+def _shared(key: tuple, make: Callable[[], dict]) -> dict:
+    found = _SHARED.get(key)
+    if found is None:
+        if len(_SHARED) >= SHARED_MAX:
+            _SHARED.clear()
+        found = _SHARED[key] = make()
+    return found
