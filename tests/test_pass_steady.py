@@ -57,6 +57,10 @@ def test_a_pass_with_nothing_new_reuses_everything_and_a_change_recomputes(tmp_p
         assert len(computed) == before + 1 and "frontend-next" in changed.build_phases, (changed.errors, changed.rejected, sorted(changed.build_phases))
         assert changed.status_result == "pushed"
         assert changed.status_files == ["builds/web/frontend-next.yaml"]  # nobody else's status moved
+        # The other builds' statuses were not computed again, and the report still has them all.
+        assert {n: p for n, p in changed.build_phases.items() if n != "frontend-next"} == settled.build_phases
+        assert {n: p for n, p in changed.placements.items() if n != "frontend-next"} == settled.placements
+        assert sorted(changed.rejected) == sorted(settled.rejected) and changed.queued == settled.queued
     finally:
         reconciler.close()
 

@@ -181,6 +181,9 @@ class Reconciler:
         self._writes_status = not (options.worktree or (options.offline and not options.write_status_offline))
         self._unwritten: dict[str, dict] = {}
         self._last_report: PassReport | None = None
+        # build -> (status model it was computed against, inputs, report entries) of the builds
+        # whose status needed no change: the same file and inputs need no computation
+        self._status_memo: dict[str, tuple] = {}
         self._standing_now: dict[str, str] = {}  # the builds with a run, as of this pass (see desired.standing_of)
         self._watches = None
         if on_run_change is not None and not options.offline:
@@ -553,11 +556,21 @@ class Reconciler:
 
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         out: dict[tuple[str, int], dict] = {}
+        memo, self._status_memo = self._status_memo, {}
         for name, entity in sorted(snap.builds.items()):
-            old = entity.model.status.model_dump(exclude_none=True) if entity.model.status else \
-                self._unwritten.get(name, {})
             decision = desired.decisions.get(name)
             rendered = desired.rendered.builds.get(name)
+            recorded = entity.model.status
+            inputs = _status_inputs(name, entity, decision, rendered, desired, runs, applied_ok, unreachable,
+                                    unauthorized, revisions, name in self._standing_now, report.offline)
+            seen = memo.get(name)
+            if seen is not None and recorded is not None and seen[0] is recorded and seen[1] == inputs:
+                # The same file and the same inputs as a pass that found nothing to change.
+                self._status_memo[name] = seen
+                _replay(name, seen[2], report)
+                continue
+            errors_before = len(report.errors)
+            old = recorded.model_dump(exclude_none=True) if recorded is not None else self._unwritten.get(name, {})
             new: dict[str, Any] = {}
             conditions = []
             if entity.path in unauthorized:
@@ -614,6 +627,11 @@ class Reconciler:
                 self._unwritten[name] = new
             if new != old and status_changed(old or None, new):
                 out[(entity.path, entity.doc)] = new
+            elif recorded is not None and self._writes_status:
+                bucket = "queued" if report.queued[-1:] == [name] else \
+                    "rejected" if report.rejected[-1:] == [name] else None
+                self._status_memo[name] = (recorded, inputs, (report.build_phases[name], report.placements.get(name),
+                                                              bucket, report.errors[errors_before:]))
         return out
 
     def _write_back(self, snap, statuses, branch, identity, source_rev, report) -> None:
@@ -694,6 +712,32 @@ def _stepper(steps: dict[str, float]):
         last[0] = now
 
     return step
+
+
+def _status_inputs(name, entity, decision, rendered, desired, runs, applied_ok, unreachable, unauthorized,
+                   revisions, placed, offline) -> tuple:
+    """Everything a build's new status is computed from, besides the status recorded in its file."""
+    run_key = (rendered.cluster, rendered.run_kind, rendered.namespace, rendered.run_name) if rendered else None
+    return ((decision.state, decision.provider, decision.pool, decision.reason, decision.confidence)
+            if decision is not None else None,
+            (run_key, rendered.pool) if rendered is not None else None,
+            runs.get(run_key) if run_key else None, applied_ok.get(name),
+            unreachable.get(rendered.cluster) if rendered is not None else None, unauthorized.get(entity.path),
+            revisions[name], placed, offline, desired.rendered.errors.get(f"build/{name}"))
+
+
+def _replay(name: str, outcome: tuple, report: PassReport) -> None:
+    """What a build's status computation added to the report, from an earlier pass."""
+    phase, placement, bucket, errors = outcome
+    report.build_phases[name] = phase
+    if placement is not None:
+        report.placements[name] = placement
+    if bucket == "queued":
+        report.queued.append(name)
+    elif bucket == "rejected":
+        report.rejected.append(name)
+    for text in errors:
+        report.error("apply", text)
 
 
 def _selection(decision: Any, old: dict | None, placed: bool = False) -> dict:
