@@ -30,7 +30,11 @@ ENV = {**os.environ, "GIT_AUTHOR_NAME": "dev", "GIT_AUTHOR_EMAIL": "admin@exampl
 
 def _push_change(src: Path, remote: Path, i: int) -> None:
     """A user pulls (the reconciler's status commits) and pushes a one-line change."""
-    subprocess.run(["git", "-C", str(src), "pull", "-q", "--ff-only", str(remote), "main"], check=True, env=ENV)
+    # (git prints "Updating files" progress for big checkouts even with -q: keep it unless it fails)
+    pulled = subprocess.run(["git", "-C", str(src), "pull", "-q", "--ff-only", str(remote), "main"], env=ENV,
+                            capture_output=True, text=True)
+    if pulled.returncode != 0:
+        raise RuntimeError(f"git pull failed: {pulled.stderr[-2000:]}")
     path = sorted((src / "builds").rglob("*.yaml"))[i]
     path.write_text(path.read_text().replace("image: ", "image: ", 1).replace(":1.0\n", f":1.{i + 1}\n"))
     subprocess.run(["git", "-C", str(src), "commit", "-qam", f"bump {i}"], check=True, env=ENV)
