@@ -110,7 +110,8 @@ def test_a_version_the_server_no_longer_keeps_is_410_then_a_fresh_list(control_p
     _status(control_plane, ns, "app-1", "Unknown", "Running")
     watch, seen = _watch(conn, ns, known={}, resource_version="1")
     try:
-        assert watch.counts["expired"] == 1 and watch.counts["lists"] == 1
+        # (the server answers 200 and then an ERROR event: the stream opens before the 410)
+        assert _wait(lambda: watch.counts["expired"] == 1 and watch.counts["lists"] == 1), watch.counts
         # It knew nothing of app-1: the LIST after the 410 reports it.
         assert [(e.name, e.phase) for e in _events(seen, 1)] == [("app-1", "Running")]
         _status(control_plane, ns, "app-1", "False", "Failed")
