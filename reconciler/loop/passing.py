@@ -18,15 +18,15 @@ Rules that keep a pass safe to repeat and to interrupt:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import FactoryError
+from ..status.composing import Facts, StatusBook, spec_revisions
 from ..status.phases import FINISHED
+from .reports import PassReport, stepper
 
 DESIRED_MAX_AGE = 600.0  # seconds a pass may reuse the previous pass's selection and rendering
-# Alternatives written into a build's status (the closest first); `explain` lists all.
-STATUS_ALTERNATIVES = 10
 
 
 @dataclass
@@ -46,72 +46,6 @@ class PassOptions:
 WORKTREE = "worktree"  # the revision stamped on what a working directory renders
 
 
-@dataclass
-class PassReport:
-    revision: str | None = None
-    source_revision: str | None = None
-    offline: bool = False
-    applied: list[str] = field(default_factory=list)
-    unchanged: int = 0
-    pruned: list[str] = field(default_factory=list)
-    rejected: list[str] = field(default_factory=list)
-    queued: list[str] = field(default_factory=list)
-    unauthorized: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    providers: dict[str, str] = field(default_factory=dict)
-    build_phases: dict[str, str] = field(default_factory=dict)  # build -> phase
-    placements: dict[str, str] = field(default_factory=dict)  # build -> provider/pool (admitted)
-    status_commit: str | None = None
-    status_result: str = "unchanged"
-    status_files: list[str] = field(default_factory=list)
-    # "full"; "runs": a pass for run state changes only (see Reconciler.run_once); "none": the
-    # changes were the last pass's own (see Reconciler.seen_already)
-    scope: str = "full"
-    duration_s: float = 0.0
-    applied_at: float | None = None  # time.monotonic() when apply ended (the loop's trigger-to-apply latency)
-    steps: dict[str, float] = field(default_factory=dict)  # seconds per step, in order
-
-    error_kinds: list[str] = field(default_factory=list)  # one per error, for metrics
-    git: list[tuple[str, float, bool]] = field(default_factory=list)  # (operation, seconds, ok), for metrics
-
-    def error(self, kind: str, text: str) -> None:
-        self.errors.append(text)
-        self.error_kinds.append(kind)
-
-    @property
-    def provider_health(self) -> dict[str, str]:
-        return self.providers
-
-    @property
-    def exit_code(self) -> int:
-        return 1 if (self.errors or self.unauthorized) else 0
-
-    @property
-    def ok(self) -> bool:
-        return self.exit_code == 0
-
-    @property
-    def git_reachable(self) -> bool:
-        return True
-
-    @property
-    def phases(self) -> dict[str, int]:
-        """Builds per phase (what the loop's metrics read)."""
-        counts: dict[str, int] = {}
-        for phase in self.build_phases.values():
-            counts[phase] = counts.get(phase, 0) + 1
-        return counts
-
-    def as_dict(self) -> dict:
-        return {"revision": self.revision, "sourceRevision": self.source_revision, "offline": self.offline,
-                "applied": self.applied, "unchanged": self.unchanged, "pruned": self.pruned,
-                "rejected": self.rejected, "queued": self.queued, "unauthorized": self.unauthorized,
-                "errors": self.errors, "providers": self.providers, "phases": self.build_phases,
-                "placements": self.placements,
-                "status": {"result": self.status_result, "commit": self.status_commit, "files": self.status_files},
-                "scope": self.scope, "durationSeconds": round(self.duration_s, 3), "stepSeconds": self.steps}
-
-
 @dataclass(frozen=True)
 class _FullPass:
     """What a full pass decided, for the run-state passes after it (see ``run_once``)."""
@@ -124,6 +58,7 @@ class _FullPass:
     report_unauthorized: list[str]
     applied_ok: dict[str, tuple[bool, str]]
     revisions: dict[str, str]
+    standing: dict[str, str]
     observed: dict[str, Any]  # provider -> its runs, as observed (the providers reached)
     provider_errors: list[str]
 
@@ -132,12 +67,10 @@ class _Steady:
     """A pass whose status reached Git (or needed no change), and what it was computed from."""
 
     def __init__(self, tip: str, desired: Any, clusters: dict, runs: dict, applied_ok: dict, unreachable: dict,
-                 unauthorized: dict, report: PassReport, errors_from: int) -> None:
+                 unauthorized: dict, outcomes: dict) -> None:
         self.tip, self.desired, self.clusters = tip, desired, clusters
         self.runs, self.applied_ok, self.unreachable, self.unauthorized = runs, applied_ok, unreachable, unauthorized
-        self.rejected, self.queued = list(report.rejected), list(report.queued)
-        self.placements, self.build_phases = dict(report.placements), dict(report.build_phases)
-        self.errors = list(zip(report.error_kinds[errors_from:], report.errors[errors_from:]))
+        self.outcomes = outcomes
 
     def same_input(self, tip: str | None, desired: Any) -> bool:
         return tip is not None and tip == self.tip and desired is self.desired
@@ -146,11 +79,6 @@ class _Steady:
         return runs == self.runs and applied_ok == self.applied_ok and unreachable == self.unreachable and \
             unauthorized == self.unauthorized
 
-    def fill(self, report: PassReport) -> None:
-        report.rejected, report.queued = list(self.rejected), list(self.queued)
-        report.placements, report.build_phases = dict(self.placements), dict(self.build_phases)
-        for kind, text in self.errors:
-            report.error(kind, text)
 
 
 class Reconciler:
@@ -176,15 +104,10 @@ class Reconciler:
         self._full: _FullPass | None = None  # what the last full pass (with a cluster) decided
         self._memo: tuple | None = None  # (inputs, when, Desired) of the last selection and rendering
         self._steady: _Steady | None = None  # the last pass whose status is in Git
-        # Where status is not written (offline, a working tree), each build's last status is
-        # kept here instead, so later passes reuse revisions and selection texts the same way.
-        self._writes_status = not (options.worktree or (options.offline and not options.write_status_offline))
-        self._unwritten: dict[str, dict] = {}
+        # Where status is not written (offline, a working tree), the book keeps each build's
+        # last status instead, so later passes reuse revisions and selection texts the same way.
+        self._book = StatusBook(writes=not (options.worktree or (options.offline and not options.write_status_offline)))
         self._last_report: PassReport | None = None
-        # build -> (status model it was computed against, inputs, report entries) of the builds
-        # whose status needed no change: the same file and inputs need no computation
-        self._status_memo: dict[str, tuple] = {}
-        self._standing_now: dict[str, str] = {}  # the builds with a run, as of this pass (see desired.standing_of)
         self._watches = None
         if on_run_change is not None and not options.offline:
             from ..cluster.watching import Watches
@@ -211,7 +134,7 @@ class Reconciler:
         started = time.monotonic()
         checkpoint = checkpoint or (lambda: None)
         report = PassReport(offline=self.options.offline)
-        step = _stepper(report.steps)
+        step = stepper(report.steps)
         if self.options.worktree:
             snap = self.loader.load_directory(self.options.worktree)
             step("load")
@@ -232,8 +155,10 @@ class Reconciler:
             for text in full.provider_errors:
                 report.error("provider_unhealthy", text)
             report.unauthorized = list(full.report_unauthorized)
-            statuses = self._statuses(snap, full.desired, runs, full.applied_ok, dict(full.unreachable),
-                                      full.unauthorized, full.revisions, report)
+            statuses, outcomes = self._book.compose(snap, Facts(full.desired, runs, full.applied_ok,
+                                                                dict(full.unreachable), full.unauthorized,
+                                                                full.revisions, full.standing))
+            report.add_outcomes(outcomes)
             step("status")
             self._write_status(snap, statuses, branch, identity, source_rev, report, step)
             report.duration_s = time.monotonic() - started
@@ -252,8 +177,8 @@ class Reconciler:
         step("health")
         checkpoint()
 
-        revisions = _spec_revisions(snap, changed_paths, source_rev, self._unwritten)
-        desired = self._desired(snap, health, unreachable, unauthorized, revisions, source_rev)
+        revisions = spec_revisions(snap, changed_paths, source_rev, self._book.unwritten)
+        desired, standing = self._desired(snap, health, unreachable, unauthorized, revisions, source_rev)
         steady = self._steady if self._steady is not None and self._steady.same_input(tip, desired) else None
         clusters = steady.clusters if steady is not None else _without_finished_runs(desired, snap)
         step("select+render")
@@ -267,22 +192,24 @@ class Reconciler:
             step("apply")
             self._follow(snap, unreachable, observed)
             self._full = _FullPass(source_rev, desired, dict(report.providers), dict(unreachable), unauthorized,
-                                   report.unauthorized, applied_ok, revisions, observed,
+                                   report.unauthorized, applied_ok, revisions, standing, observed,
                                    [e for e in report.errors if e.startswith("provider ")])
         if steady is not None and steady.same_outcome(runs, applied_ok, unreachable, unauthorized):
             # Same tree, same desired state, same runs as a pass whose status is in Git: the
             # status would come out the same. Nothing to compute, nothing to write.
-            steady.fill(report)
+            report.add_outcomes(steady.outcomes)
             step("status")
         else:
-            errors_before = len(report.errors)
-            statuses = self._statuses(snap, desired, runs, applied_ok, unreachable, unauthorized, revisions, report)
+            facts = Facts(desired, runs, applied_ok, dict(unreachable), unauthorized, revisions, standing,
+                          self.options.offline)
+            statuses, outcomes = self._book.compose(snap, facts)
+            report.add_outcomes(outcomes)
             step("status")
             self._write_status(snap, statuses, branch, identity, source_rev, report, step)
             settled = report.status_result in ("unchanged", "pushed", "committed") or \
                 report.status_result.startswith("not written")
             self._steady = _Steady(report.status_commit or tip, desired, clusters, runs, applied_ok, dict(unreachable),
-                                   dict(unauthorized), report, errors_before) if settled and tip else None
+                                   dict(unauthorized), outcomes) if settled and tip else None
         self.last_revision = source_rev
         report.duration_s = time.monotonic() - started
         self._last_report = report
@@ -332,15 +259,15 @@ class Reconciler:
         step("load")
         return branch, tip, snap
 
-    def _desired(self, snap, health, unreachable, unauthorized, revisions, source_rev) -> Any:
+    def _desired(self, snap, health, unreachable, unauthorized, revisions, source_rev) -> tuple[Any, dict[str, str]]:
         """Select and render; or, when nothing they depend on changed since the last pass (no
         one else's commit, the same provider health, the same builds running or finished),
         what the last pass computed: a steady pass over 10,000 builds then skips the whole
-        selection. Recomputed at least every ``DESIRED_MAX_AGE`` seconds regardless."""
+        selection. Recomputed at least every ``DESIRED_MAX_AGE`` seconds regardless. Also the
+        builds with a run (see ``desired.standing_of``)."""
         from ..desired import compute_desired, standing_of
 
-        standing, keep = standing_of(snap, revisions, self._unwritten)
-        self._standing_now = standing
+        standing, keep = standing_of(snap, revisions, self._book.unwritten)
         key = None
         if not self.options.worktree:  # a working directory has no revision to compare
             key = (source_rev, tuple(sorted((n, h.state, h.reason, h.tekton_installed, h.buildkit_controller)
@@ -349,12 +276,12 @@ class Reconciler:
                    tuple(sorted(keep.items())))
         memo = self._memo
         if key is not None and memo is not None and memo[0] == key and time.monotonic() - memo[1] < DESIRED_MAX_AGE:
-            return memo[2]
+            return memo[2], standing
         renderer = self._render_cache.begin(revisions, self._renderer(snap, unreachable))
         desired = compute_desired(snap, health=health, load={name: 0 for name in snap.pools}, revision=source_rev,
                                   renderer=renderer, standing=standing, keep=keep)
         self._memo = (key, time.monotonic(), desired) if key is not None else None
-        return desired
+        return desired, standing
 
     def _write_status(self, snap, statuses, branch, identity, source_rev, report, step) -> None:
         if self.options.worktree:
@@ -550,90 +477,6 @@ class Reconciler:
                         report.pruned.append(f"{provider}: {r.describe()}")
         return runs, applied_ok, observed
 
-    def _statuses(self, snap, desired, runs, applied_ok, unreachable, unauthorized, revisions,
-                  report) -> dict[tuple[str, int], dict]:
-        from ..status.changes import merge_conditions, status_changed
-
-        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        out: dict[tuple[str, int], dict] = {}
-        memo, self._status_memo = self._status_memo, {}
-        for name, entity in sorted(snap.builds.items()):
-            decision = desired.decisions.get(name)
-            rendered = desired.rendered.builds.get(name)
-            recorded = entity.model.status
-            inputs = _status_inputs(name, entity, decision, rendered, desired, runs, applied_ok, unreachable,
-                                    unauthorized, revisions, name in self._standing_now, report.offline)
-            seen = memo.get(name)
-            if seen is not None and recorded is not None and seen[0] is recorded and seen[1] == inputs:
-                # The same file and the same inputs as a pass that found nothing to change.
-                self._status_memo[name] = seen
-                _replay(name, seen[2], report)
-                continue
-            errors_before = len(report.errors)
-            old = recorded.model_dump(exclude_none=True) if recorded is not None else self._unwritten.get(name, {})
-            new: dict[str, Any] = {}
-            conditions = []
-            if entity.path in unauthorized:
-                conditions.append({"type": "Authorized", "status": "False", "reason": "Unauthorized",
-                                   "message": unauthorized[entity.path]})
-            if decision is None or not decision.admitted or rendered is None:
-                state = decision.state if decision is not None else "Rejected"
-                reason = decision.reason if decision is not None else desired.rendered.errors.get(f"build/{name}", "not rendered")
-                if decision is not None and decision.admitted:  # admitted but rendering failed
-                    state, reason = "Rejected", desired.rendered.errors.get(f"build/{name}", reason)
-                new["phase"] = state
-                (report.queued if state == "Queued" else report.rejected).append(name)
-                conditions.append({"type": "Scheduled", "status": "False", "reason": state, "message": reason})
-            else:
-                run_key = (rendered.cluster, rendered.run_kind, rendered.namespace, rendered.run_name)
-                state = runs.get(run_key)
-                old_run = (old.get("run") or {}).get("name")
-                if state is not None:
-                    new["phase"] = state.phase
-                    conditions.append({"type": "Succeeded",
-                                       "status": {"Succeeded": "True", "Failed": "False", "Cancelled": "False"}.get(state.phase, "Unknown"),
-                                       "reason": state.reason or state.phase, "message": state.message})
-                    if state.started_at:
-                        new["startTime"] = state.started_at
-                    if state.finished_at:
-                        new["completionTime"] = state.finished_at
-                elif old_run == rendered.run_name and old.get("phase") in FINISHED:
-                    new.update({k: old[k] for k in ("phase", "startTime", "completionTime") if k in old})
-                    conditions.extend(c for c in old.get("conditions", []) if c.get("type") == "Succeeded")
-                else:
-                    new["phase"] = "Pending"
-                selection = _selection(decision, old.get("selection"), name in self._standing_now)
-                conditions.insert(0, {"type": "Scheduled", "status": "True", "reason": "Admitted",
-                                      "message": selection.get("reason") or decision.reason})
-                if rendered.cluster in unreachable:
-                    conditions.append({"type": "Applied", "status": "False", "reason": "ClusterUnavailable",
-                                       "message": f"provider {rendered.cluster}: {unreachable[rendered.cluster]}"})
-                elif not report.offline:
-                    ok, message = applied_ok.get(name, (True, ""))
-                    conditions.append({"type": "Applied", "status": "True" if ok else "False",
-                                       "reason": "Applied" if ok else "ApplyFailed", "message": message})
-                    if not ok:
-                        report.error("apply", f"build {name}: {message}")
-                report.placements[name] = f"{rendered.cluster}/{rendered.pool}"
-                new["run"] = {"cluster": rendered.cluster, "namespace": rendered.namespace, "name": rendered.run_name,
-                              "kind": rendered.run_kind}
-            if decision is not None:
-                new["selection"] = _selection(decision, old.get("selection"), name in self._standing_now)
-            report.build_phases[name] = new.get("phase", "Pending")
-            new["observedRevision"] = revisions[name]
-            new["conditions"] = merge_conditions(old.get("conditions"), conditions, now)
-            new = _ordered(new)
-            if not self._writes_status:
-                self._unwritten[name] = new
-            if new != old and status_changed(old or None, new):
-                out[(entity.path, entity.doc)] = new
-            elif recorded is not None and self._writes_status:
-                bucket = "queued" if report.queued[-1:] == [name] else \
-                    "rejected" if report.rejected[-1:] == [name] else None
-                self._status_memo[name] = (recorded, inputs, (report.build_phases[name], report.placements.get(name),
-                                                              bucket, report.errors[errors_before:]))
-        return out
-
     def _write_back(self, snap, statuses, branch, identity, source_rev, report) -> None:
         from ..source.committing import push_status
         from ..status.changes import status_changed
@@ -679,83 +522,6 @@ class Reconciler:
 
 # --- helpers ---------------------------------------------------------------------------------
 
-_STATUS_ORDER = ("phase", "observedRevision", "selection", "run", "startTime", "completionTime", "conditions")
-
-
-def _ordered(status: dict) -> dict:
-    return {k: status[k] for k in _STATUS_ORDER if status.get(k) is not None}
-
-
-def _spec_revisions(snap: Any, changed_paths: frozenset[str] | None, source_rev: str,
-                    unwritten: dict[str, dict] | None = None) -> dict[str, str]:
-    """Build -> the revision its spec comes from: ``source_rev`` when its file changed (or on
-    a first pass), else what its status recorded (in Git, or in memory when status is not
-    written). Stamped on its objects and in its status, it keeps an unchanged build's
-    rendering identical from pass to pass."""
-    out = {}
-    for name, entity in snap.builds.items():
-        status = entity.model.status
-        recorded = status.observedRevision if status is not None else \
-            (unwritten or {}).get(name, {}).get("observedRevision")
-        changed = changed_paths is None or entity.path in changed_paths or not recorded
-        out[name] = source_rev if changed else recorded
-    return out
-
-
-def _stepper(steps: dict[str, float]):
-    """``step(name)`` records the seconds since the previous step (or since it was made)."""
-    last = [time.monotonic()]
-
-    def step(name: str) -> None:
-        now = time.monotonic()
-        steps[name] = round(now - last[0], 4)
-        last[0] = now
-
-    return step
-
-
-def _status_inputs(name, entity, decision, rendered, desired, runs, applied_ok, unreachable, unauthorized,
-                   revisions, placed, offline) -> tuple:
-    """Everything a build's new status is computed from, besides the status recorded in its file."""
-    run_key = (rendered.cluster, rendered.run_kind, rendered.namespace, rendered.run_name) if rendered else None
-    return ((decision.state, decision.provider, decision.pool, decision.reason, decision.confidence)
-            if decision is not None else None,
-            (run_key, rendered.pool) if rendered is not None else None,
-            runs.get(run_key) if run_key else None, applied_ok.get(name),
-            unreachable.get(rendered.cluster) if rendered is not None else None, unauthorized.get(entity.path),
-            revisions[name], placed, offline, desired.rendered.errors.get(f"build/{name}"))
-
-
-def _replay(name: str, outcome: tuple, report: PassReport) -> None:
-    """What a build's status computation added to the report, from an earlier pass."""
-    phase, placement, bucket, errors = outcome
-    report.build_phases[name] = phase
-    if placement is not None:
-        report.placements[name] = placement
-    if bucket == "queued":
-        report.queued.append(name)
-    elif bucket == "rejected":
-        report.rejected.append(name)
-    for text in errors:
-        report.error("apply", text)
-
-
-def _selection(decision: Any, old: dict | None, placed: bool = False) -> dict:
-    """The status.selection block; the recorded one when the decision has not changed, so an
-    unchanged build costs no "why not this pool" sentences (the expensive part of a pass).
-
-    ``placed``: the build has a run (running or finished) and keeps its pool; the recorded
-    block (why it was placed there) stays as long as the pool does, whatever the wording of
-    today's decision: other builds coming and going must not rewrite this build's file."""
-    if old and placed and decision.admitted and (old.get("provider"), old.get("pool")) == (decision.provider,
-                                                                                          decision.pool):
-        return old
-    if old and all(old.get(k) == getattr(decision, k) for k in ("infrastructure", "provider", "pool", "reason")) \
-            and abs((old.get("confidence") or 0) - decision.confidence) < 1e-9:
-        return old
-    return decision.to_status(STATUS_ALTERNATIVES)
-
-
 def _write_identity(snap: Any):
     from ..source.committing import Identity
 
@@ -791,8 +557,6 @@ def _without_finished_runs(desired: Any, snap: Any) -> dict:
         out[cluster] = tuple(o for o in objs if (cluster, o.get("kind"), (o.get("metadata") or {}).get("namespace", ""),
                                                  (o.get("metadata") or {}).get("name")) not in skip)
     return out
-
-
 
 
 def default_workdir(repo: str) -> str:
