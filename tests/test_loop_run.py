@@ -72,7 +72,7 @@ class RunProcess:
         self.events.touch()
         fake_path = tmp_path / "fake_pass.py"
         fake_path.write_text(FAKE_PASS)
-        full_env = {**os.environ, "FAKE_PASS_EVENTS": str(self.events), "PYTHONUNBUFFERED": "1",
+        full_env = {**os.environ, "FAKE_PASS_EVENTS": str(self.events), "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1",
                     "PYTHONPATH": str(ROOT), **(env or {})}
         full_env.pop("IMAGE_FACTORY_WEBHOOK_SECRET", None) if "IMAGE_FACTORY_WEBHOOK_SECRET" not in (env or {}) else None
         command = ["-m", "reconciler"] if real else ["-c", RUNNER, str(fake_path)]
@@ -123,6 +123,12 @@ class RunProcess:
             self.proc.send_signal(sig)
         try:
             rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            # Still running: have faulthandler (PYTHONFAULTHANDLER) print every thread's stack.
+            self.proc.send_signal(signal.SIGABRT)
+            self.proc.wait(10)
+            self._reader.join(5)
+            raise AssertionError(f"still running {timeout:g}s after signal {sig}; log and stacks:\n{self.log}")
         finally:
             if self.proc.poll() is None:
                 self.proc.kill()

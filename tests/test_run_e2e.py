@@ -4,6 +4,7 @@ polling), bad signatures, bursts, two replicas with a Lease, API server restarts
 
 from __future__ import annotations
 
+import re
 import signal
 import socket
 import time
@@ -131,6 +132,9 @@ def test_webhook_to_pipelinerun_and_tekton_status_to_git_each_within_2s(setup, p
     # (the commit may land a moment before the pass logs its end)
     assert _wait(lambda: any("run states only" in line and "status pushed" in line for line in p.lines[mark:]), 5), p.log
     assert any(" started " in line and "trigger=watch " in line for line in p.lines[mark:]), p.log
+    # ... and logs the build's new phase, with the build and its provider as fields.
+    assert any(re.search(r"build frontend: \w+ -> Succeeded on local/.* build=frontend provider=local", line)
+               for line in p.lines[mark:]), p.log
 
     # The API server restarts: the watch reconnects (or re-lists after 410) and status still follows.
     cp.restart_apiserver()
@@ -140,7 +144,6 @@ def test_webhook_to_pipelinerun_and_tekton_status_to_git_each_within_2s(setup, p
     assert _wait(lambda: _status(remote, "builds/web/checkout-api.yaml").get("phase") == "Failed", 20, 0.1), p.log
 
     # What the passes did is in /metrics.
-    import re
     import urllib.request
 
     metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
@@ -295,7 +298,10 @@ def test_developer_mode_applies_an_uncommitted_edit_and_writes_nothing_back(setu
     cp, src, remote, work, prefix = setup
     p = start(processes, tmp_path, "--repo", str(src), "--workdir", str(work), "--watch-local", *RUN, real=True)
     p.wait_log(r"pass 1 ok", 60)
-    assert sum("applied local: PipelineRun" in line for line in p.lines) == 3, p.log
+    # Each created run is logged, with its provider as a field, and each build's new phase.
+    assert sum("created PipelineRun" in line and "provider=local" in line for line in p.lines) == 3, p.log
+    assert any("build frontend: Pending on local/" in line and "build=frontend" in line for line in p.lines), \
+        p.log
     head = git(src, "rev-parse", "HEAD").strip()
     _idle(p)
     mark = len(p.lines)
@@ -303,7 +309,7 @@ def test_developer_mode_applies_an_uncommitted_edit_and_writes_nothing_back(setu
     text = path.read_text()
     assert "/frontend:2.14.0" in text
     path.write_text(text.replace("/frontend:2.14.0", "/frontend:2.15.0-dev"))
-    assert _wait(lambda: any("applied local: PipelineRun" in line and "frontend" in line for line in p.lines[mark:]),
+    assert _wait(lambda: any("created PipelineRun" in line and "frontend" in line for line in p.lines[mark:]),
                  10), p.log
     assert any("trigger=file" in line for line in p.lines[mark:]), p.log
     assert git(src, "rev-parse", "HEAD").strip() == head

@@ -24,7 +24,7 @@ from typing import Any
 from ..errors import FactoryError
 from ..status.composing import Facts, StatusBook, spec_revisions
 from ..status.phases import FINISHED
-from .reports import PassReport, stepper
+from .reports import APPLIED, Change, PassReport, Problem, stepper
 
 DESIRED_MAX_AGE = 600.0  # seconds a pass may reuse the previous pass's selection and rendering
 
@@ -60,7 +60,7 @@ class _FullPass:
     revisions: dict[str, str]
     standing: dict[str, str]
     observed: dict[str, Any]  # provider -> its runs, as observed (the providers reached)
-    provider_errors: list[str]
+    provider_problems: list[Problem]  # the providers that could not be reached
 
 
 class _Steady:
@@ -107,7 +107,7 @@ class Reconciler:
         # Where status is not written (offline, a working tree), the book keeps each build's
         # last status instead, so later passes reuse revisions and selection texts the same way.
         self._book = StatusBook(writes=not (options.worktree or (options.offline and not options.write_status_offline)))
-        self._last_report: PassReport | None = None
+        self.last_report: PassReport | None = None  # of the last pass that ran
         self._watches = None
         if on_run_change is not None and not options.offline:
             from ..cluster.watching import Watches
@@ -152,8 +152,7 @@ class Reconciler:
             report.scope = "runs"
             runs = self._watches.runs()
             report.providers = dict(full.providers)
-            for text in full.provider_errors:
-                report.error("provider_unhealthy", text)
+            report.problems.extend(full.provider_problems)
             report.unauthorized = list(full.report_unauthorized)
             statuses, outcomes = self._book.compose(snap, Facts(full.desired, runs, full.applied_ok,
                                                                 dict(full.unreachable), full.unauthorized,
@@ -162,7 +161,7 @@ class Reconciler:
             step("status")
             self._write_status(snap, statuses, branch, identity, source_rev, report, step)
             report.duration_s = time.monotonic() - started
-            self._last_report = report
+            self.last_report = report
             return report
 
         snap, unauthorized = self._authorize(snap, last, tip, identity)
@@ -173,7 +172,7 @@ class Reconciler:
         health, unreachable = ({}, {}) if self.options.offline else self._health(snap)
         report.providers = {n: h.state for n, h in sorted(health.items())}
         for name, reason in sorted(unreachable.items()):
-            report.error("provider_unhealthy", f"provider {name}: Unhealthy: {reason}")
+            report.error("provider_unhealthy", f"provider {name}: Unhealthy: {reason}", provider=name)
         step("health")
         checkpoint()
 
@@ -193,7 +192,7 @@ class Reconciler:
             self._follow(snap, unreachable, observed)
             self._full = _FullPass(source_rev, desired, dict(report.providers), dict(unreachable), unauthorized,
                                    report.unauthorized, applied_ok, revisions, standing, observed,
-                                   [e for e in report.errors if e.startswith("provider ")])
+                                   [p for p in report.problems if p.kind in ("provider_unhealthy", "cluster")])
         if steady is not None and steady.same_outcome(runs, applied_ok, unreachable, unauthorized):
             # Same tree, same desired state, same runs as a pass whose status is in Git: the
             # status would come out the same. Nothing to compute, nothing to write.
@@ -212,12 +211,12 @@ class Reconciler:
                                    dict(unauthorized), outcomes) if settled and tip else None
         self.last_revision = source_rev
         report.duration_s = time.monotonic() - started
-        self._last_report = report
+        self.last_report = report
         return report
 
     def nothing_new(self) -> PassReport:
         """The report of a pass that had nothing to do: the last pass's figures, no work."""
-        last = self._last_report or PassReport()
+        last = self.last_report or PassReport()
         return PassReport(revision=last.revision, source_revision=last.source_revision, providers=dict(last.providers),
                           build_phases=dict(last.build_phases), scope="none", status_result="unchanged")
 
@@ -451,20 +450,20 @@ class Reconciler:
         for provider, sync in sorted(results.items()):
             if sync.error:
                 unreachable[provider] = sync.error
-                report.error("cluster", f"provider {provider}: {sync.error}")
+                report.error("cluster", f"provider {provider}: {sync.error}", provider=provider)
                 continue
             observed[provider] = sync.runs()
             for key, state in observed[provider].items():
                 runs[(provider, key.kind, key.namespace, key.name)] = state
             if sync.applied:
                 for result in sync.applied.results:
-                    what = f"{provider}: {result.key}"
-                    if result.action in ("created", "updated"):
-                        report.applied.append(what)
+                    if result.action in APPLIED:
+                        report.changes.append(Change(result.action, provider, str(result.key), result.build))
                     elif result.action == "unchanged":
                         report.unchanged += 1
                     elif result.action in ("failed", "conflict"):
-                        report.error("apply", f"{what}: {result.message}")
+                        report.error("apply", f"{provider}: {result.key}: {result.message}", build=result.build or None,
+                                     provider=provider)
                     if result.build:
                         ok = result.action in ("created", "updated", "unchanged")
                         prior = applied_ok.get(result.build, (True, ""))
@@ -472,9 +471,10 @@ class Reconciler:
             if sync.pruned:
                 for r in sync.pruned.results:
                     if r.action == "failed":
-                        report.error("prune", f"{provider}: prune {r.describe()}")
+                        report.error("prune", f"{provider}: prune {r.describe()}", build=r.build or None,
+                                     provider=provider)
                     elif r.action != "kept":
-                        report.pruned.append(f"{provider}: {r.describe()}")
+                        report.changes.append(Change(r.action, provider, str(r.key), r.build, r.reason))
         return runs, applied_ok, observed
 
     def _write_back(self, snap, statuses, branch, identity, source_rev, report) -> None:
@@ -599,13 +599,11 @@ def run_pass(triggers: list, context: Any) -> PassReport:
     if runs_only and reconciler.seen_already([t.detail for t in triggers]):
         # The watch reports runs as the last pass itself created or saw them.
         return reconciler.nothing_new()
+    before = reconciler.last_report.build_phases if reconciler.last_report is not None else None
     report = reconciler.run_once(mark_applied=getattr(context, "mark_applied", None),
                                  checkpoint=getattr(context, "checkpoint", None), runs_only=runs_only)
     context.log.debug("pass steps: " + ", ".join(f"{k} {v * 1000:.0f}ms" for k, v in report.steps.items()))
-    if worktree:  # developer mode: show what the edit did
-        for line in [*(f"applied {a}" for a in report.applied), *(f"pruned {p}" for p in report.pruned),
-                     *(f"error: {e}" for e in report.errors), *(f"rejected build {b}" for b in report.rejected)]:
-            context.log.info(line)
+    report.log(context.log, before)
     return report
 
 
