@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.errors import SourceUnavailable
-from reconciler.loop.context import PassAbandoned
+from reconciler.loop.context import PassAbandoned, PassContext
 from reconciler.loop.election import LocalElector
 from reconciler.loop.metrics import Metrics
 from reconciler.loop.running import Loop
@@ -151,6 +151,29 @@ def test_burst_of_20_triggers_during_a_slow_pass_gives_at_most_two_passes(loops)
     assert reasons[1] == ["webhook"] * 20, "the whole burst must be one pass"
     assert len(reasons) == 2
     assert recorder.max_running == 1
+
+
+def test_a_pass_is_superseded_once_a_trigger_waits_or_the_loop_stops(loops):
+    """``context.superseded()``: what the pass tells work worth retrying (a rejected status push)."""
+    seen = []
+    release = threading.Event()
+
+    def run_pass(triggers, ctx):
+        seen.append(ctx.superseded())
+        release.wait(5)
+        seen.append(ctx.superseded())
+        return types.SimpleNamespace(exit_code=0)
+
+    loop = start_loop(loops, run_pass)
+    assert wait_for(lambda: len(seen) == 1)
+    loop.queue.notify("webhook")
+    release.set()
+    assert wait_for(lambda: len(seen) >= 3)
+    assert seen[:2] == [False, True]  # nothing waited when it began; then a webhook came
+    stopping = PassContext(1, (), loop.metrics, None, {}, lambda: True)
+    assert not stopping.superseded()
+    stopping.request_stop("SIGTERM")
+    assert stopping.superseded()
 
 
 def test_passes_never_overlap_under_concurrent_triggers_from_many_threads(loops):

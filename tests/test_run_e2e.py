@@ -293,6 +293,44 @@ def test_a_pass_for_run_changes_only_asks_no_cluster(setup):
         reconciler.close()
 
 
+def test_a_status_push_that_loses_a_race_is_left_to_the_waiting_pass(setup, tmp_path):
+    """In process: a pass's status push loses a race to a user while another pass waits. It
+    is not retried (no backoff holding up the waiting pass), the waiting pass is not skipped
+    as "nothing new" (the watch's news is of runs the raced pass made), and it writes the status."""
+    import queue
+
+    from reconciler.loop.passing import PassOptions, Reconciler
+
+    from .test_writeback_push import HOOK
+
+    cp, src, remote, work, prefix = setup
+    events: queue.Queue = queue.Queue()
+    reconciler = Reconciler(PassOptions(str(remote), str(work), branch="main"), events.put)
+    try:
+        reconciler.run_once()
+        _push_new_build(src, "raced")
+        counter, log = tmp_path / "counter", tmp_path / "user-commits"
+        counter.write_text("1")
+        log.write_text("")
+        hook = remote / "hooks" / "pre-receive"
+        hook.write_text(HOOK.format(counter=counter, user=src, file="builds/web/frontend.yaml", log=log))
+        hook.chmod(0o755)
+        raced = reconciler.run_once(yield_to=lambda: True)
+        assert raced.status_result == "superseded" and raced.exit_code == 0, raced.as_dict()
+        assert any("raced-" in a for a in raced.applied)
+        [user] = log.read_text().split()
+        assert git(remote, "rev-parse", "main").strip() == user and not _status(remote, "builds/web/raced.yaml")
+
+        news = []
+        assert _wait(lambda: any(e.name.startswith("raced-") for e in news.extend(_drain(events)) or news), 5)
+        assert not reconciler.seen_already([e.as_detail() for e in news if e.name.startswith("raced-")])
+        after = reconciler.run_once(runs_only=True)
+        assert after.status_result == "pushed", after.as_dict()
+        assert _status(remote, "builds/web/raced.yaml")["run"]["name"].startswith("raced-")
+    finally:
+        reconciler.close()
+
+
 def test_developer_mode_applies_an_uncommitted_edit_and_writes_nothing_back(setup, processes, tmp_path):
     """--watch-local: the working directory as it is on disk is reconciled on every edit."""
     cp, src, remote, work, prefix = setup

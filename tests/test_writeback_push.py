@@ -233,6 +233,32 @@ def test_giving_up_after_bounded_retries_loses_nothing(setup, tmp_path):
     assert len(users) == 3 and remote_git(bare, "rev-parse", "main").strip() == users[-1]
 
 
+def test_a_waiting_pass_takes_over_a_lost_race_without_retries(setup, tmp_path):
+    """``yield_to``: a newer pass is queued, so a rejected push is left to it (no backoff, no
+    retry); the user's commit is on the remote and nothing of ours is."""
+    work, bare, mirror, first = setup
+    counter, log = tmp_path / "counter", tmp_path / "user-commits"
+    counter.write_text("100")
+    log.write_text("")
+    hook = bare / "hooks" / "pre-receive"
+    hook.write_text(HOOK.format(counter=counter, user=work, file=FILE, log=log))
+    hook.chmod(0o755)
+    asked, sleeps = [], []
+    result = push_status(mirror, "main", deriver(1), BOT, first, attempts=8, sleep=sleeps.append,
+                         yield_to=lambda: asked.append(1) or True)
+    assert (result.status, result.attempts, result.commit, result.ok) == ("superseded", 1, None, False)
+    assert asked == [1] and sleeps == []
+    [user] = log.read_text().split()
+    assert remote_git(bare, "rev-parse", "main").strip() == user
+
+    # Nobody waiting: the push is retried as before.
+    counter.write_text("1")
+    result = push_status(mirror, "main", deriver(2), BOT, first, attempts=8, sleep=sleeps.append,
+                         yield_to=lambda: False)
+    assert (result.status, result.attempts) == ("pushed", 2)
+    assert remote_git(bare, "rev-parse", "main").strip() == result.commit
+
+
 def test_concurrent_user_thread(setup, tmp_path):
     """A user pushing in a loop from another thread while 50 status passes run."""
     work, bare, mirror, first = setup

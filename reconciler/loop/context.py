@@ -9,7 +9,8 @@ with ``triggers`` the coalesced batch (oldest first, each with ``.reason``, ``.a
 ``context.checkpoint()`` at safe points (between steps; never half-way through a commit),
 which raises :class:`PassAbandoned` once the loop wants it to stop (SIGTERM, leadership
 lost), and ``context.mark_applied()`` right after its apply step, for the
-trigger-to-apply latency.
+trigger-to-apply latency. ``context.superseded()`` tells work worth retrying (a rejected
+status push) that the next pass is already waiting and will redo it.
 
 The report may be any object; the loop reads these attributes when present (all optional):
 
@@ -58,6 +59,12 @@ class PassContext:
     applied_at: float | None = None
     _stop: threading.Event = dataclasses.field(default_factory=threading.Event)
     stop_reason: str | None = None
+    waiting: Callable[[], int] = lambda: 0  # triggers queued since this pass began
+
+    def superseded(self) -> bool:
+        """True when work this pass could still retry (a rejected status push) is better left
+        to the next pass: one is already waiting, or the loop wants this one to stop."""
+        return self._stop.is_set() or self.waiting() > 0
 
     def should_stop(self) -> bool:
         """True once the loop wants this pass to end at its next safe point."""

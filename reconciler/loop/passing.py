@@ -108,6 +108,7 @@ class Reconciler:
         # last status instead, so later passes reuse revisions and selection texts the same way.
         self._book = StatusBook(writes=not (options.worktree or (options.offline and not options.write_status_offline)))
         self.last_report: PassReport | None = None  # of the last pass that ran
+        self._owed = False  # the last pass left its status to the next one (superseded)
         self._watches = None
         if on_run_change is not None and not options.offline:
             from ..cluster.watching import Watches
@@ -122,7 +123,7 @@ class Reconciler:
 
     # --- the pass ----------------------------------------------------------------------
 
-    def run_once(self, mark_applied=None, checkpoint=None, runs_only: bool = False) -> PassReport:
+    def run_once(self, mark_applied=None, checkpoint=None, runs_only: bool = False, yield_to=None) -> PassReport:
         """One pass. ``checkpoint()`` is called at the safe points before apply (it raises to
         abandon the pass: nothing was written yet); once applying starts, the pass finishes
         with its status write, so what was applied is recorded.
@@ -130,7 +131,10 @@ class Reconciler:
         ``runs_only``: the pass was asked for only because runs changed state (watch events).
         When nobody else committed since the last full pass, nothing desired can have
         changed: the pass reuses that pass's decisions and renders, sends no request to any
-        cluster (the watches hold every run's state) and only brings status up to date."""
+        cluster (the watches hold every run's state) and only brings status up to date.
+
+        ``yield_to()``: True when a status push that lost a race should not be retried,
+        because a newer pass is waiting (see ``push_status``); that pass writes the status."""
         started = time.monotonic()
         checkpoint = checkpoint or (lambda: None)
         report = PassReport(offline=self.options.offline)
@@ -159,7 +163,7 @@ class Reconciler:
                                                                 full.revisions, full.standing))
             report.add_outcomes(outcomes)
             step("status")
-            self._write_status(snap, statuses, branch, identity, source_rev, report, step)
+            self._write_status(snap, statuses, branch, identity, source_rev, report, step, yield_to)
             report.duration_s = time.monotonic() - started
             self.last_report = report
             return report
@@ -204,7 +208,7 @@ class Reconciler:
             statuses, outcomes = self._book.compose(snap, facts)
             report.add_outcomes(outcomes)
             step("status")
-            self._write_status(snap, statuses, branch, identity, source_rev, report, step)
+            self._write_status(snap, statuses, branch, identity, source_rev, report, step, yield_to)
             settled = report.status_result in ("unchanged", "pushed", "committed") or \
                 report.status_result.startswith("not written")
             self._steady = _Steady(report.status_commit or tip, desired, clusters, runs, applied_ok, dict(unreachable),
@@ -224,7 +228,7 @@ class Reconciler:
         """Are these run changes (watch event details) what the last full pass itself wrote
         or observed? The watch sees the runs a pass creates: those are no news."""
         full = self._full
-        if full is None or not events:
+        if full is None or not events or self._owed:
             return False
         for event in events:
             runs = full.observed.get(event.get("cluster"))
@@ -282,14 +286,16 @@ class Reconciler:
         self._memo = (key, time.monotonic(), desired) if key is not None else None
         return desired, standing
 
-    def _write_status(self, snap, statuses, branch, identity, source_rev, report, step) -> None:
+    def _write_status(self, snap, statuses, branch, identity, source_rev, report, step, yield_to=None) -> None:
         if self.options.worktree:
             report.status_result = "not written (working tree)"
         elif self.options.offline and not self.options.write_status_offline:
             report.status_result = "not written (offline)"
         elif snap.factory is not None and snap.factory.spec.writeBack.enabled:
-            self._write_back(snap, statuses, branch, identity, source_rev, report)
+            self._write_back(snap, statuses, branch, identity, source_rev, report, yield_to)
             step("write-back")
+        # A status left to the next pass: that pass must not be skipped as "nothing new".
+        self._owed = report.status_result == "superseded"
 
     def _default_branch(self) -> str:
         branches = self.mirror.branches()
@@ -477,7 +483,7 @@ class Reconciler:
                         report.changes.append(Change(r.action, provider, str(r.key), r.build, r.reason))
         return runs, applied_ok, observed
 
-    def _write_back(self, snap, statuses, branch, identity, source_rev, report) -> None:
+    def _write_back(self, snap, statuses, branch, identity, source_rev, report, yield_to=None) -> None:
         from ..source.committing import push_status
         from ..status.changes import status_changed
         from ..status.writeback import apply_status, read_status
@@ -508,15 +514,15 @@ class Reconciler:
         target = wb.branch or branch
         began = time.monotonic()
         result = push_status(self.mirror, target, derive, identity, source_rev, push=self.options.push,
-                             signing_key=wb.signingKeyFile, merge_source=target != branch)
-        if result.status in ("pushed", "rejected", "declined"):
+                             signing_key=wb.signingKeyFile, merge_source=target != branch, yield_to=yield_to)
+        if result.status in ("pushed", "rejected", "declined", "superseded"):
             report.git.append(("push", time.monotonic() - began, result.status == "pushed"))
         report.status_result = result.status
         report.status_commit = result.commit
         if result.commit:
             self._ours.add(result.commit)
         report.status_files = list(result.files)
-        if not result.ok:
+        if not result.ok and result.status != "superseded":
             report.error("write_back", f"status write-back to {target}: {result.status}: {result.detail}")
 
 
@@ -601,7 +607,8 @@ def run_pass(triggers: list, context: Any) -> PassReport:
         return reconciler.nothing_new()
     before = reconciler.last_report.build_phases if reconciler.last_report is not None else None
     report = reconciler.run_once(mark_applied=getattr(context, "mark_applied", None),
-                                 checkpoint=getattr(context, "checkpoint", None), runs_only=runs_only)
+                                 checkpoint=getattr(context, "checkpoint", None), runs_only=runs_only,
+                                 yield_to=getattr(context, "superseded", None))
     context.log.debug("pass steps: " + ", ".join(f"{k} {v * 1000:.0f}ms" for k, v in report.steps.items()))
     report.log(context.log, before)
     return report

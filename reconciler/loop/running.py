@@ -202,7 +202,7 @@ class Loop:
         if len(batch) > 1:
             self.metrics.triggers_coalesced.inc(len(batch) - 1)
         ctx = PassContext(number=number, triggers=tuple(batch), metrics=self.metrics, log=get_logger("pass"),
-                          options=self.options, is_leader=self.is_leader)
+                          options=self.options, is_leader=self.is_leader, waiting=self.queue.pending)
         with self._lock:
             self._current = ctx
             if self._stop.is_set():

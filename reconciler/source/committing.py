@@ -99,7 +99,8 @@ class WriteBase:
 class WriteResult:
     """``status``: "pushed", "committed" (push=False), "unchanged" (nothing to commit),
     "rejected" (the branch kept moving: retries exhausted), "declined" (the remote refused
-    the push: hook, protected branch)."""
+    the push: hook, protected branch), "superseded" (the branch moved and the caller's
+    ``yield_to`` said a newer pass will write instead: nothing was pushed, nothing lost)."""
 
     status: str
     branch: str
@@ -238,7 +239,8 @@ def push_status(mirror: Mirror, branch: str, derive: Callable[[WriteBase], Mappi
                 source_revision: str, message: str | Callable[[int], str] | None = None, *,
                 signing_key: str | None = None, merge_source: bool = False, push: bool = True,
                 attempts: int = 8, backoff: float = 0.25, max_backoff: float = 8.0, fetch_first: bool = True,
-                sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None) -> WriteResult:
+                sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None,
+                yield_to: Callable[[], bool] | None = None) -> WriteResult:
     """Commit the caller's status edits on the tip of ``branch`` and push them.
 
     ``derive(base)`` returns {path: new bytes} computed on ``base`` (a ``WriteBase``; read
@@ -246,6 +248,8 @@ def push_status(mirror: Mirror, branch: str, derive: Callable[[WriteBase], Mappi
     new tip after every rejected push, so it must derive from the base it is given.
     ``message`` is text or a function of the number of changed files (default
     "status: N builds updated"); the ``Source-Revision`` trailer is added here.
+    ``yield_to()``, asked after a rejected push, True: do not retry (a newer pass, which will
+    derive the status again, is waiting behind this one; or the process is stopping).
     """
     check_branch_name(branch)
     rng = rng or random.Random()
@@ -274,6 +278,8 @@ def push_status(mirror: Mirror, branch: str, derive: Callable[[WriteBase], Mappi
         if outcome.kind == "declined":
             return WriteResult("declined", branch, commit, base.tip, attempt, files, outcome.detail)
         detail = outcome.detail
+        if yield_to is not None and yield_to():
+            return WriteResult("superseded", branch, None, base.tip, attempt, (), detail)
         if attempt < attempts:
             # Full jitter: passes of several replicas (or a busy user) do not collide in step.
             sleep(rng.uniform(0, min(max_backoff, backoff * (2 ** (attempt - 1)))))
