@@ -28,15 +28,12 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
 from ..source.yamldocs import parse
+from .emitting import RESERVED, SAFE_PLAIN, emit_block, float_text
 
 STATUS_KEY = "status"
 
 # libyaml's line breaks (YAML 1.1 set): CRLF, CR, LF, NEL, LS, PS.
 _BREAK = re.compile(r"\r\n|[\r\n\x85\u2028\u2029]")
-# Strings that every YAML reader takes as the same plain text. Anything else is quoted.
-_SAFE_PLAIN = re.compile(r"^[A-Za-z][A-Za-z0-9_./()+=,-]*( [A-Za-z0-9_./()+=,-]+)*$")
-# Plain words that YAML 1.1 or 1.2 reads as booleans or null.
-_RESERVED = {w.lower() for w in ("y", "n", "yes", "no", "on", "off", "true", "false", "null")}
 
 
 class StatusEditError(ValueError):
@@ -132,12 +129,11 @@ def normalize_status(status: Mapping | Any) -> dict:
 
 
 def render_status_block(status: Mapping, mapping_indent: int = 2, seq_offset: int = 2, root_indent: int = 0) -> str:
-    """The ``status:`` block as ruamel.yaml emits it, with "\\n" line ends."""
-    data = CommentedMap()
-    data[STATUS_KEY] = _styled(normalize_status(status))
-    out = io.StringIO()
-    _yaml(mapping_indent, seq_offset).dump(data, out)
-    text = out.getvalue()
+    """The ``status:`` block as ruamel.yaml emits it, with "\\n" line ends (see ``emitting``)."""
+    plain = normalize_status(status)
+    text = emit_block(STATUS_KEY, plain, mapping_indent, seq_offset)
+    if text is None:
+        text = ruamel_block(plain, mapping_indent, seq_offset)
     if root_indent:
         pad = " " * root_indent
         text = "".join(pad + line if line.strip() else line for line in text.splitlines(keepends=True))
@@ -145,6 +141,15 @@ def render_status_block(status: Mapping, mapping_indent: int = 2, seq_offset: in
 
 
 # --- emitting ----------------------------------------------------------------------------
+
+
+def ruamel_block(status: dict, mapping_indent: int = 2, seq_offset: int = 2) -> str:
+    """The block as ruamel.yaml emits it: what ``emitting.emit_block`` leaves to it."""
+    data = CommentedMap()
+    data[STATUS_KEY] = _styled(status)
+    out = io.StringIO()
+    _yaml(mapping_indent, seq_offset).dump(data, out)
+    return out.getvalue()
 
 _YAMLS: dict[tuple[int, int], YAML] = {}
 
@@ -162,17 +167,7 @@ def _yaml(mapping_indent: int, seq_offset: int) -> YAML:
 
 
 def _represent_float(representer, value: float):
-    if math.isnan(value):
-        text = ".nan"
-    elif math.isinf(value):
-        text = ".inf" if value > 0 else "-.inf"
-    else:
-        text = repr(value)
-        mantissa, e, exponent = text.partition("e")
-        if "." not in mantissa:
-            mantissa += ".0"  # 1e-05 is text to YAML 1.1 readers; 1.0e-05 is a float to both
-        text = mantissa + e + exponent
-    return representer.represent_scalar("tag:yaml.org,2002:float", text)
+    return representer.represent_scalar("tag:yaml.org,2002:float", float_text(value))
 
 
 def _plain(value: Any) -> Any:
@@ -200,7 +195,7 @@ def _styled(value: Any) -> Any:
     if isinstance(value, list):
         return CommentedSeq(_styled(v) for v in value)
     if isinstance(value, str):
-        if _SAFE_PLAIN.match(value) and value.lower() not in _RESERVED:
+        if SAFE_PLAIN.match(value) and value.lower() not in RESERVED:
             return value
         return DoubleQuotedScalarString(value)
     return value
