@@ -2,8 +2,9 @@
 
 ``apply_status`` finds the top-level ``status`` key of one document with libyaml's event
 marks, and replaces exactly the lines of that key and its value (or appends a new block as
-the document's last key, or removes it) with a block that ruamel.yaml emits for the status
-mapping alone. Every byte outside those lines (comments, key order, quoting, flow style,
+the document's last key, or removes it) with a block emitted for the status mapping alone,
+as ruamel.yaml emits it (``emitting`` writes the same bytes faster; ruamel itself for what
+that leaves out). Every byte outside those lines (comments, key order, quoting, flow style,
 anchors, other documents, CRLF line endings, a missing final newline) is left as it was.
 Letting ruamel round-trip the whole file would re-indent and re-wrap the user's text.
 
