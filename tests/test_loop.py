@@ -317,6 +317,25 @@ def test_nothing_runs_before_leadership_and_losing_it_abandons_the_pass(loops):
     assert loop.metrics.leader._value.get() == 0
 
 
+def test_sigterm_delivered_to_another_thread_still_stops_the_loop():
+    """The kernel may hand a process's SIGTERM to any thread; the handler must still run."""
+    import signal
+
+    loop = Loop(lambda triggers: types.SimpleNamespace(exit_code=0), shutdown_timeout=2)
+    other = threading.Thread(target=lambda: time.sleep(0.3) or signal.pthread_kill(threading.get_ident(),
+                                                                                   signal.SIGTERM))
+    fallback = threading.Timer(10, loop.request_stop, ("the signal was never handled",))
+    fallback.start()
+    other.start()
+    started = time.monotonic()
+    try:
+        assert loop.run() == 0  # (in the main thread: it installs the handlers)
+    finally:
+        fallback.cancel()
+    assert loop.stop_reason == "received SIGTERM"
+    assert time.monotonic() - started < 2
+
+
 def test_shutdown_waits_for_the_pass_then_releases_the_lease(loops):
     elector = ManualElector()
     recorder = Recorder(duration=0.5, safe_points=False)  # a pass with no safe point finishes

@@ -33,6 +33,7 @@ from .triggers import Trigger, TriggerQueue
 log = get_logger("loop")
 
 RunPass = Callable[..., Any]
+SIGNAL_CHECK = 0.2  # seconds between the main thread's looks at pending signals (see run)
 
 
 class Loop:
@@ -81,7 +82,11 @@ class Loop:
         previous = self._install_signals() if install_signals else {}
         try:
             self.start()
-            self._stop.wait()
+            # Wake up now and then: a process signal may be delivered to any thread, and the
+            # Python handler then runs only when this (main) thread runs bytecode again; an
+            # untimed wait would sleep through SIGTERM.
+            while not self._stop.wait(SIGNAL_CHECK):
+                pass
             return self.shutdown()
         finally:
             for sig, handler in previous.items():
