@@ -301,7 +301,7 @@ def test_a_status_push_that_loses_a_race_is_left_to_the_waiting_pass(setup, tmp_
 
     from reconciler.loop.passing import PassOptions, Reconciler
 
-    from .test_writeback_push import HOOK
+    from .test_writeback_push import racing_users
 
     cp, src, remote, work, prefix = setup
     events: queue.Queue = queue.Queue()
@@ -309,12 +309,7 @@ def test_a_status_push_that_loses_a_race_is_left_to_the_waiting_pass(setup, tmp_
     try:
         reconciler.run_once()
         _push_new_build(src, "raced")
-        counter, log = tmp_path / "counter", tmp_path / "user-commits"
-        counter.write_text("1")
-        log.write_text("")
-        hook = remote / "hooks" / "pre-receive"
-        hook.write_text(HOOK.format(counter=counter, user=src, file="builds/web/frontend.yaml", log=log))
-        hook.chmod(0o755)
+        _, log = racing_users(remote, src, "builds/web/frontend.yaml", tmp_path, 1)
         raced = reconciler.run_once(yield_to=lambda: True)
         assert raced.status_result == "superseded" and raced.exit_code == 0, raced.as_dict()
         assert any("raced-" in a for a in raced.applied)

@@ -182,14 +182,21 @@ exit 0
 """
 
 
+def racing_users(remote: Path, user: Path, file: str, tmp_path: Path, losses: int) -> tuple[Path, Path]:
+    """Install HOOK on ``remote``: the next ``losses`` pushes lose a race to a user who edits
+    ``file`` in the clone ``user``. Returns (the counter file, the log of the user's commits)."""
+    counter, log = tmp_path / "counter", tmp_path / "user-commits"
+    counter.write_text(str(losses))
+    log.write_text("")
+    hook = remote / "hooks" / "pre-receive"
+    hook.write_text(HOOK.format(counter=counter, user=user, file=file, log=log))
+    hook.chmod(0o755)
+    return counter, log
+
+
 def test_user_pushes_while_status_is_pushed_50_times_none_lost(setup, tmp_path):
     work, bare, mirror, first = setup
-    counter, log = tmp_path / "counter", tmp_path / "user-commits"
-    counter.write_text("0")
-    log.write_text("")
-    hook = bare / "hooks" / "pre-receive"
-    hook.write_text(HOOK.format(counter=counter, user=work, file=FILE, log=log))
-    hook.chmod(0o755)
+    counter, log = racing_users(bare, work, FILE, tmp_path, 0)
     ours = []
     start = time.perf_counter()
     for i in range(50):
@@ -218,12 +225,7 @@ def test_user_pushes_while_status_is_pushed_50_times_none_lost(setup, tmp_path):
 
 def test_giving_up_after_bounded_retries_loses_nothing(setup, tmp_path):
     work, bare, mirror, first = setup
-    counter, log = tmp_path / "counter", tmp_path / "user-commits"
-    counter.write_text("100")
-    log.write_text("")
-    hook = bare / "hooks" / "pre-receive"
-    hook.write_text(HOOK.format(counter=counter, user=work, file=FILE, log=log))
-    hook.chmod(0o755)
+    _, log = racing_users(bare, work, FILE, tmp_path, 100)
     sleeps = []
     result = push_status(mirror, "main", deriver(1), BOT, first, attempts=3, backoff=0.01, max_backoff=0.02,
                          sleep=sleeps.append)
@@ -237,12 +239,7 @@ def test_a_waiting_pass_takes_over_a_lost_race_without_retries(setup, tmp_path):
     """``yield_to``: a newer pass is queued, so a rejected push is left to it (no backoff, no
     retry); the user's commit is on the remote and nothing of ours is."""
     work, bare, mirror, first = setup
-    counter, log = tmp_path / "counter", tmp_path / "user-commits"
-    counter.write_text("100")
-    log.write_text("")
-    hook = bare / "hooks" / "pre-receive"
-    hook.write_text(HOOK.format(counter=counter, user=work, file=FILE, log=log))
-    hook.chmod(0o755)
+    counter, log = racing_users(bare, work, FILE, tmp_path, 100)
     asked, sleeps = [], []
     result = push_status(mirror, "main", deriver(1), BOT, first, attempts=8, sleep=sleeps.append,
                          yield_to=lambda: asked.append(1) or True)
