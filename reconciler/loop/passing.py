@@ -80,7 +80,6 @@ class _Steady:
             unauthorized == self.unauthorized
 
 
-
 class Reconciler:
     """State kept between passes: the mirror, the blob cache, cluster connections."""
 
