@@ -18,17 +18,17 @@ from typing import Iterable, Literal
 
 import yaml
 
-MANAGED_BY = ("app.kubernetes.io/managed-by", "image-factory")
-BUILD_LABEL = "imagefactory.dev/build"
-POOL_LABEL = "imagefactory.dev/pool"
-REVISION_ANNOTATION = "imagefactory.dev/revision"
+from .contract import (APPLIED_HASH_ANNOTATION, BUILD_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, POOL_LABEL,
+                       REVISION_ANNOTATION)
+
+MANAGED_BY = (MANAGED_BY_LABEL, MANAGED_BY_VALUE)
 
 # cancel: a running PipelineRun of a removed build gets spec.status Cancelled, not deleted.
 Action = Literal["create", "update", "unchanged", "prune", "cancel"]
 _SERVER_METADATA = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "selfLink",
                     "deletionTimestamp", "deletionGracePeriodSeconds", "ownerReferences")
 # Set by kubectl, or by our apply to tell its own changes from others' (cluster.comparing).
-_SERVER_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration", "imagefactory.dev/applied-hash")
+_SERVER_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration", APPLIED_HASH_ANNOTATION)
 # Annotations that change on every revision without changing what runs: a difference in
 # these alone is not a change worth applying (the revision is re-stamped with the next real one).
 _VOLATILE_ANNOTATIONS = (REVISION_ANNOTATION,)

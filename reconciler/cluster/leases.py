@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from ..logging import fields, get_logger
+from .settings import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 
 log = get_logger("leases")
 
@@ -305,7 +306,7 @@ class LeaseElector:
             api_version="coordination.k8s.io/v1", kind="Lease",
             metadata=k8s.V1ObjectMeta(name=self.name, namespace=self.namespace,
                                       resource_version=record.resource_version,
-                                      labels={"app.kubernetes.io/managed-by": "image-factory"}),
+                                      labels={MANAGED_BY_LABEL: MANAGED_BY_VALUE}),
             spec=k8s.V1LeaseSpec(holder_identity=record.holder, lease_duration_seconds=record.lease_duration_seconds,
                                  acquire_time=record.acquire_time, renew_time=record.renew_time,
                                  lease_transitions=record.transitions),

@@ -32,15 +32,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
-FIELD_MANAGER = "image-factory"
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
-MANAGED_BY_VALUE = "image-factory"
-BUILD_LABEL = "imagefactory.dev/build"
-POOL_LABEL = "imagefactory.dev/pool"
-REVISION_ANNOTATION = "imagefactory.dev/revision"
-# sha256 of the object as last applied (without volatile annotations): lets a pass see that a
-# field was removed from the desired object, which a "desired is contained in live" check cannot.
-APPLIED_HASH_ANNOTATION = "imagefactory.dev/applied-hash"
+from ..contract import (APPLIED_HASH_ANNOTATION, BUILD_LABEL, FIELD_MANAGER, MANAGED_BY_LABEL,  # noqa: F401
+                        MANAGED_BY_VALUE, POOL_LABEL, REVISION_ANNOTATION)
+
 MANAGED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"
 # Annotations whose change alone is not worth a write (re-stamped with the next real change),
 # the same rule as reconciler.planning.

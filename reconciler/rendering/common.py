@@ -7,23 +7,11 @@ import json
 import re
 from typing import Any, Iterable
 
+from ..contract import (BUILD_LABEL, COMPONENT_LABEL, POOL_LABEL, REVISION_ANNOTATION,
+                        SOURCE_ANNOTATION, TEAM_LABEL, TEMPLATE_ANNOTATION, TEMPLATE_DIGEST_ANNOTATION)
+from ..contract import MANAGED_BY_LABEL as MANAGED_BY_KEY
+from ..contract import MANAGED_BY_VALUE as MANAGED_BY
 from ..errors import TerminalError
-
-# -- the contract of DESIGN.md ("Contracts other tools rely on") ---------------------------------
-MANAGED_BY_KEY = "app.kubernetes.io/managed-by"
-MANAGED_BY = "image-factory"
-BUILD_LABEL = "imagefactory.dev/build"
-POOL_LABEL = "imagefactory.dev/pool"
-TEAM_LABEL = "imagefactory.dev/team"
-COMPONENT_LABEL = "imagefactory.dev/component"
-REVISION_ANNOTATION = "imagefactory.dev/revision"
-# "<template name>@<version>": the template (or built-in renderer) an object was rendered from.
-TEMPLATE_ANNOTATION = "imagefactory.dev/template"
-# sha256 (first 16 hex) of the rendered Pipeline: a template edited without a version bump still
-# changes every PipelineRun name that uses it.
-TEMPLATE_DIGEST_ANNOTATION = "imagefactory.dev/template-digest"
-SOURCE_ANNOTATION = "imagefactory.dev/source"  # the repository file a build or pool came from
-FIELD_MANAGER = "image-factory"
 
 # Objects shared by several builds (team namespace, RBAC, Pipelines, pool infrastructure) carry
 # the build label with this value: they belong to no single build. Label values may be empty.
