@@ -105,8 +105,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="on SIGTERM, wait this long for the running pass to reach a safe point (default: 25s, "
                           "under Kubernetes' 30s grace period)")
     out.add_argument("--log-format", choices=("text", "json"), default=os.environ.get("IMAGE_FACTORY_LOG_FORMAT", "text"),
-                     help="log lines as text or JSON objects (default: text)")
-    out.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
+                     help="log lines as text or JSON objects; lines about a build or a cluster carry build, "
+                          "provider, pool and revision fields (default: text, or $IMAGE_FACTORY_LOG_FORMAT)")
+    out.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info",
+                     help="info: a line as each pass starts and ends, and per error, refused change, changed "
+                          "object and build phase change (the first 20 of each kind in a pass); debug: all of "
+                          "them, and each pass's step timings (default: info)")
 
 
 def _lease_namespace(args: argparse.Namespace) -> str:
